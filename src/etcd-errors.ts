@@ -1,0 +1,32 @@
+import {
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdLeaseInvalidError,
+  EtcdPermissionDeniedError,
+  GRPCInvalidArgumentError,
+  GRPCUnauthenticatedError,
+} from 'etcd3'
+import { LockerError } from './errors.js'
+
+/**
+ * Whether retrying the same idempotent etcd call may succeed. Auth, permission and argument errors
+ * will not change by waiting, and a lease etcd no longer knows is a lost session.
+ */
+export function isRetryable(error: unknown): boolean {
+  return !(
+    error instanceof LockerError ||
+    error instanceof EtcdLeaseInvalidError ||
+    error instanceof EtcdPermissionDeniedError ||
+    error instanceof EtcdAuthenticationFailedError ||
+    error instanceof EtcdInvalidAuthTokenError ||
+    error instanceof GRPCUnauthenticatedError ||
+    error instanceof GRPCInvalidArgumentError
+  )
+}
+
+const BACKOFF_MS = [50, 100, 250, 500, 1_000]
+
+/** Back-off before retry number `attempt` (0-based). */
+export function backoffMs(attempt: number): number {
+  return BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] ?? 1_000
+}

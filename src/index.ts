@@ -1,0 +1,10 @@
+export {
+  LockerClosedError,
+  LockerError,
+  LockLostError,
+  SessionLostError,
+  SessionUnavailableError,
+} from './errors.js'
+export type { Etcd3Lock } from './lock.js'
+export { Etcd3Locker } from './locker.js'
+export { defaultLockerOptions, type LockerOptions, type ResolvedLockerOptions } from './options.js'

@@ -1,0 +1,54 @@
+/**
+ * Protocol step 1: the requests of this process for one upload, first come first served. Only
+ * the head talks to etcd; two requests of one process would otherwise share one session key.
+ */
+export class LocalQueue<T> {
+  private readonly entries: Array<{ item: T; takeTurn: () => void }> = []
+
+  get size(): number {
+    return this.entries.length
+  }
+
+  get head(): T | undefined {
+    return this.entries[0]?.item
+  }
+
+  /**
+   * Joins the queue and resolves once `item` is at its head. When `signal` aborts first, `item`
+   * leaves the queue and the promise rejects with `signal.reason`.
+   */
+  waitTurn(item: T, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason)
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        if (this.head === item) return // its turn came first; the caller handles the abort
+        this.remove(item)
+        reject(signal.reason)
+      }
+      this.entries.push({
+        item,
+        takeTurn: () => {
+          signal.removeEventListener('abort', onAbort)
+          resolve()
+        },
+      })
+      if (this.entries.length === 1) {
+        this.entries[0]?.takeTurn()
+      } else {
+        signal.addEventListener('abort', onAbort, { once: true })
+      }
+    })
+  }
+
+  /** Removes `item`; when it was the head, the next item's turn comes. */
+  leave(item: T): void {
+    this.remove(item)
+  }
+
+  private remove(item: T): void {
+    const index = this.entries.findIndex((entry) => entry.item === item)
+    if (index < 0) return
+    this.entries.splice(index, 1)
+    if (index === 0) this.entries[0]?.takeTurn()
+  }
+}

@@ -1,0 +1,166 @@
+import { ERRORS, type Lock, type RequestRelease } from '@tus/utils'
+import type { Namespace } from 'etcd3'
+import { abortable, delay, LinkedAbort, settledWithin } from './abort.js'
+import { backoffMs, isRetryable } from './etcd-errors.js'
+import type { LocalQueue } from './local-queue.js'
+import { log } from './log.js'
+import { QueueEntry } from './queue-entry.js'
+import type { Session } from './session.js'
+
+/** What a lock needs of its locker. */
+export interface LockContext {
+  readonly client: Namespace
+  readonly acquireLockTimeout: number
+  /** Aborts with a `LockerClosedError` when `close()` is called. */
+  readonly closing: AbortSignal
+  session(): Promise<Session>
+  localQueue(queuePrefix: string): LocalQueue<Etcd3Lock>
+  /** Drops the local queue of `queuePrefix` once it is empty. */
+  forgetQueue(queuePrefix: string): void
+}
+
+// How long lock() and unlock() wait for their key's delete before they return anyway; the delete
+// goes on (retried until etcd answers or the session ends) and the next local request waits for it.
+const RELEASE_WAIT_MS = 1_000
+
+type State = 'idle' | 'acquiring' | 'held' | 'done'
+
+/**
+ * One upload lock (a `Lock` of `@tus/utils`), made by `Etcd3Locker.newLock(id)`. Each tus request
+ * makes its own; `lock()` may be called once.
+ */
+export class Etcd3Lock implements Lock {
+  private state: State = 'idle'
+  private entry: QueueEntry | undefined
+  private requestRelease: RequestRelease | undefined
+  private releaseRequested = false
+  private stopWatching: (() => void) | undefined
+  private unlocking: Promise<void> | undefined
+
+  constructor(
+    private readonly context: LockContext,
+    /** The upload id, as given. */
+    readonly id: string,
+    /** `P/<escaped id>/`: where this upload's queue lives in etcd. */
+    readonly queuePrefix: string,
+  ) {}
+
+  /**
+   * Waits for the lock. Rejects with `ERRORS.ERR_LOCK_TIMEOUT` when `signal` aborts or
+   * `acquireLockTimeout` passes first (after deleting this request's queue key), with
+   * `LockerClosedError` after `close()`, with `SessionUnavailableError` when etcd does not grant a
+   * session, and with `SessionLostError`/`LockLostError` when the session ends while waiting.
+   * `requestRelease` is called (at most once per hold) when another request wants this upload.
+   */
+  async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+    if (this.state !== 'idle') {
+      throw new Error(`lock() of upload ${JSON.stringify(this.id)} was already called on this Lock`)
+    }
+    this.state = 'acquiring'
+    this.requestRelease = requestRelease
+    const stop = new LinkedAbort(this.context.acquireLockTimeout, ERRORS.ERR_LOCK_TIMEOUT)
+    stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
+    stop.link(this.context.closing)
+    const queue = this.context.localQueue(this.queuePrefix)
+    const turn = queue.waitTurn(this, stop.signal)
+    if (queue.head !== this) queue.head?.askToRelease('a request of this process waits')
+    try {
+      await turn
+    } catch (error) {
+      this.state = 'done'
+      stop.dispose()
+      this.context.forgetQueue(this.queuePrefix)
+      log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
+      throw error
+    }
+    try {
+      this.entry = await this.acquire(stop)
+    } catch (error) {
+      this.state = 'done'
+      log.lock('%s: gave up (%s)', this.queuePrefix, reason(error))
+      await settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS)
+      throw error
+    } finally {
+      stop.dispose()
+    }
+    this.state = 'held'
+    const { entry } = this
+    log.lock('%s: held by %s (rev %s)', this.queuePrefix, entry.session.leaseHex, entry.revision)
+    entry.session.signal.addEventListener('abort', this.onSessionLost, { once: true })
+    if (entry.session.isLost) this.onSessionLost()
+    if (queue.size > 1) this.askToRelease('a request of this process waits')
+    this.stopWatching = entry.watchContention(() => this.askToRelease('another client queued'))
+  }
+
+  /**
+   * Releases the lock: deletes this request's key (if it is still ours) and lets the next request
+   * go. Resolves when etcd has the delete, or after one second if etcd does not answer (the delete
+   * is retried until the session ends). Idempotent: a second call, or a call on a lock that was
+   * never acquired, resolves and does nothing.
+   */
+  unlock(): Promise<void> {
+    if (this.unlocking) return this.unlocking
+    if (this.state !== 'held') return Promise.resolve()
+    this.state = 'done'
+    this.stopWatching?.()
+    this.entry?.session.signal.removeEventListener('abort', this.onSessionLost)
+    log.lock('%s: unlock', this.queuePrefix)
+    const queue = this.context.localQueue(this.queuePrefix)
+    this.unlocking = settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS).then(() => undefined)
+    return this.unlocking
+  }
+
+  /** Steps 2 and 3: enqueue in etcd, then wait for each predecessor's delete until ours is first. */
+  private async acquire(stop: LinkedAbort): Promise<QueueEntry> {
+    for (let attempt = 0; ; attempt++) {
+      const session = await abortable(this.context.session(), stop.signal)
+      stop.link(session.signal)
+      const entry = new QueueEntry(this.context.client, this.queuePrefix, session)
+      this.entry = entry
+      try {
+        if (await abortable(entry.enqueue(), stop.signal)) return entry
+        for (;;) {
+          const predecessor = await abortable(entry.predecessor(), stop.signal)
+          if (predecessor === undefined) return entry
+          log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
+          await entry.waitForDelete(predecessor, stop.signal)
+        }
+      } catch (error) {
+        if (stop.signal.aborted || !isRetryable(error)) throw error
+        log.lock('%s: etcd error (%s), retrying', this.queuePrefix, reason(error))
+        await delay(backoffMs(attempt), stop.signal)
+      }
+    }
+  }
+
+  /** Deletes our key (if any), then hands the turn to the next request of this process. */
+  private leaveQueue(queue: LocalQueue<Etcd3Lock>): Promise<void> {
+    const deleted = this.entry?.release() ?? Promise.resolve()
+    return deleted.finally(() => {
+      queue.leave(this)
+      this.context.forgetQueue(this.queuePrefix)
+    })
+  }
+
+  private readonly onSessionLost = () => this.askToRelease('the etcd session was lost')
+
+  /** Calls the holder's `requestRelease`, once per hold; its errors are logged, not thrown. */
+  askToRelease(why: string): void {
+    if (this.state !== 'held' || this.releaseRequested) return
+    this.releaseRequested = true
+    log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
+    try {
+      Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
+        log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))
+      })
+    } catch (error) {
+      log.lock('%s: requestRelease threw: %s', this.queuePrefix, reason(error))
+    }
+  }
+}
+
+function reason(error: unknown): string {
+  if (error instanceof Error) return error.message
+  if (typeof error === 'object' && error !== null && 'body' in error) return String(error.body)
+  return String(error)
+}

@@ -1,0 +1,205 @@
+import type { IKeyValue, Namespace } from 'etcd3'
+import { delay } from './abort.js'
+import { LockLostError } from './errors.js'
+import { backoffMs, isRetryable } from './etcd-errors.js'
+import { log } from './log.js'
+import type { Session } from './session.js'
+
+/** The entry that must be deleted before ours may hold, as seen at `revision`. */
+export interface Predecessor {
+  key: string
+  revision: bigint
+}
+
+/**
+ * This session's entry in the etcd queue of one upload: the key `P/<id>/<leaseHex>`, exactly as
+ * etcd's `concurrency.Mutex` writes it, so `etcdctl lock` and Go clients queue with us. The entry
+ * with the oldest create revision holds the lock.
+ */
+export class QueueEntry {
+  readonly key: string
+  private enqueued: Promise<bigint> | undefined
+  private rev: bigint | undefined
+
+  constructor(
+    private readonly client: Namespace,
+    readonly queuePrefix: string,
+    readonly session: Session,
+  ) {
+    this.key = queuePrefix + session.leaseHex
+  }
+
+  /** Create revision of our key: our place in the queue. */
+  get revision(): bigint | undefined {
+    return this.rev
+  }
+
+  /**
+   * Protocol step 2, one txn: create our key on the session lease unless it exists, and read the
+   * queue's first entry. Safe to repeat. Resolves `true` when we hold the lock already.
+   */
+  async enqueue(): Promise<boolean> {
+    const first = () =>
+      this.client.getAll().prefix(this.queuePrefix).sort('Create', 'Ascend').limit(1)
+    const txn = this.client
+      .if(this.key, 'Create', '==', 0)
+      .then(this.client.put(this.key).value('').lease(this.session.leaseId), first())
+      .else(this.client.get(this.key), first())
+      .commit()
+    const enqueued = txn.then((res) => {
+      const mine = res.responses[0]?.response_range?.kvs[0]
+      return res.succeeded ? BigInt(res.header.revision) : createRevision(mine)
+    })
+    this.enqueued = enqueued
+    const [res, rev] = await Promise.all([txn, enqueued])
+    this.rev = rev
+    const owner = res.responses[1]?.response_range?.kvs[0]
+    return owner !== undefined && createRevision(owner) === rev
+  }
+
+  /**
+   * Protocol step 3: the newest entry created before ours, or `undefined` when ours is first.
+   * @throws LockLostError when our own key is gone (session expired, or deleted by hand).
+   */
+  async predecessor(): Promise<Predecessor | undefined> {
+    const rev = this.mustHaveRevision()
+    const res = await this.client
+      .getAll()
+      .prefix(this.queuePrefix)
+      .maxCreateRevision(rev.toString())
+      .sort('Create', 'Descend')
+      .limit(2)
+      .exec()
+    const [mine, before] = res.kvs
+    if (mine === undefined || createRevision(mine) !== rev) throw new LockLostError(this.key)
+    if (before === undefined) return undefined
+    return { key: before.key.toString(), revision: BigInt(res.header.revision) }
+  }
+
+  /**
+   * Waits until `predecessor` is deleted (a watch from the revision it was seen at, so a delete
+   * that already happened counts), or the watch is cancelled by etcd (e.g. compaction: the caller
+   * looks again). Rejects with `signal.reason` when the signal aborts.
+   */
+  waitForDelete(predecessor: Predecessor, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason)
+    return new Promise<void>((resolve, reject) => {
+      const watcher = this.client
+        .watch()
+        .key(predecessor.key)
+        .startRevision((predecessor.revision + 1n).toString())
+        .watcher()
+      let settled = false
+      const finish = (settle: () => void) => {
+        if (settled) return
+        settled = true
+        signal.removeEventListener('abort', onAbort)
+        watcher.cancel().catch(() => undefined)
+        settle()
+      }
+      const onAbort = () => finish(() => reject(signal.reason))
+      signal.addEventListener('abort', onAbort, { once: true })
+      watcher.on('delete', () => finish(resolve))
+      // Stays attached after finish: an 'error' without a listener would crash the process.
+      watcher.on('error', (error) => {
+        log.lock('watch on %s cancelled by etcd (%s); looking again', predecessor.key, error)
+        finish(resolve)
+      })
+    })
+  }
+
+  /**
+   * Protocol step 4: calls `onContended` once when another entry joins the queue after ours
+   * (a waiter of any process, `etcdctl lock`, tusd). Watches from our revision + 1, so waiters that
+   * queued while we waited count too, and the watch need not be set up before we hold.
+   * Returns a function that stops watching.
+   */
+  watchContention(onContended: () => void): () => void {
+    const after = this.mustHaveRevision() + 1n
+    let stopped = false
+    let watcher: ReturnType<ReturnType<Namespace['watch']>['watcher']> | undefined
+    const stop = () => {
+      if (stopped) return
+      stopped = true
+      watcher?.cancel().catch(() => undefined)
+    }
+    const contended = () => {
+      if (stopped) return
+      stop()
+      onContended()
+    }
+    const watchFrom = (revision: bigint) => {
+      if (stopped) return
+      const current = this.client
+        .watch()
+        .prefix(this.queuePrefix)
+        .startRevision(revision.toString())
+        .watcher()
+      watcher = current
+      current.on('put', (kv) => {
+        if (kv.key.toString() !== this.key) contended()
+      })
+      current.on('error', () => {
+        if (stopped || watcher !== current) return
+        current.cancel().catch(() => undefined)
+        lookAgain(0)
+      })
+    }
+    // The watch was cancelled (compaction): events may be lost, so read what is there now.
+    const lookAgain = (attempt: number) => {
+      if (stopped) return
+      this.client
+        .getAll()
+        .prefix(this.queuePrefix)
+        .minCreateRevision(after.toString())
+        .limit(1)
+        .exec()
+        .then(
+          (res) => (res.kvs.length > 0 ? contended() : watchFrom(BigInt(res.header.revision) + 1n)),
+          () => setTimeout(() => lookAgain(attempt + 1), backoffMs(attempt)).unref(),
+        )
+    }
+    watchFrom(after)
+    return stop
+  }
+
+  /**
+   * Protocol steps 5 and 6: deletes our key if it is still the one we created, retrying until etcd
+   * answers or the session ends (its keys then go with the lease). Waits for an enqueue still in
+   * flight, so a request that gives up mid-enqueue leaves no key behind. Never rejects.
+   */
+  async release(): Promise<void> {
+    if (this.enqueued === undefined) return
+    const rev = await this.enqueued.catch(() => undefined)
+    for (let attempt = 0; !this.session.isLost; attempt++) {
+      try {
+        // When the enqueue's answer was lost, the key (if any) is still ours: only one request
+        // of this process uses this session's key for this upload at a time (the local queue).
+        await (rev === undefined
+          ? this.client.delete().key(this.key).exec()
+          : this.client
+              .if(this.key, 'Create', '==', rev.toString())
+              .then(this.client.delete().key(this.key))
+              .commit())
+        return
+      } catch (error) {
+        if (!isRetryable(error)) {
+          log.lock('cannot delete %s: %s', this.key, error)
+          return
+        }
+        log.lock('delete of %s failed (%s), retrying', this.key, error)
+        await delay(backoffMs(attempt), this.session.signal).catch(() => undefined)
+      }
+    }
+  }
+
+  private mustHaveRevision(): bigint {
+    if (this.rev === undefined) throw new Error(`${this.key} is not enqueued yet`)
+    return this.rev
+  }
+}
+
+function createRevision(kv: IKeyValue | undefined): bigint {
+  if (kv === undefined) throw new Error('etcd answered without the expected key')
+  return BigInt(kv.create_revision)
+}

@@ -1,0 +1,195 @@
+import { setMaxListeners } from 'node:events'
+import type {
+  IDuplexStream,
+  ILeaseKeepAliveRequest,
+  ILeaseKeepAliveResponse,
+  Namespace,
+} from 'etcd3'
+import { settledWithin } from './abort.js'
+import { SessionLostError, SessionUnavailableError } from './errors.js'
+import { leaseHex } from './keys.js'
+import { log } from './log.js'
+
+type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>
+
+/** How long before the computed lease expiry the session counts itself lost. */
+export function safetyMarginMs(ttlSeconds: number): number {
+  // Covers the time to tell every holder and a little clock-rate drift; capped so that a long
+  // TTL does not give away whole seconds of lock time.
+  return Math.min(1_000, ttlSeconds * 100)
+}
+
+const REOPEN_BACKOFF_MS = [100, 250, 500, 1_000]
+
+/**
+ * One etcd lease per locker, kept alive every TTL/3 (the granted TTL, not the requested one).
+ *
+ * The session also keeps a local deadline: the send time of the last answered keepalive plus the
+ * granted TTL, minus {@link safetyMarginMs}. etcd cannot expire the lease before that instant, so
+ * when it passes unrenewed, or etcd answers that the lease is gone, {@link signal} aborts with a
+ * {@link SessionLostError} and the locker stops trusting every key of this session.
+ */
+export class Session {
+  /** Lower-case hex lease id: the last segment of every lock key of this session. */
+  readonly leaseHex: string
+  private readonly lost = new AbortController()
+  private readonly sentAt: number[] = []
+  private stream: KeepAliveStream | undefined
+  private reopenAttempt = 0
+  private readonly keepaliveTimer: NodeJS.Timeout
+  private deadlineTimer: NodeJS.Timeout | undefined
+  private deadline: number
+
+  private constructor(
+    private readonly client: Namespace,
+    /** Decimal lease id, as etcd's API takes it. */
+    readonly leaseId: string,
+    /** The TTL etcd granted, in seconds. */
+    readonly ttl: number,
+    grantSentAt: number,
+  ) {
+    this.leaseHex = leaseHex(leaseId)
+    // Every lock of the session listens for its loss: many listeners are expected, not a leak.
+    setMaxListeners(0, this.lost.signal)
+    this.deadline = grantSentAt + ttl * 1_000 - safetyMarginMs(ttl)
+    this.armDeadline()
+    this.keepaliveTimer = setInterval(() => this.sendKeepalive(), (ttl * 1_000) / 3)
+    this.keepaliveTimer.unref()
+    this.openStream()
+  }
+
+  /**
+   * Grants a lease of `ttl` seconds, or rejects with {@link SessionUnavailableError} after
+   * `timeoutMs`. A grant that etcd answers after the timeout is revoked, not leaked.
+   */
+  static async grant(
+    client: Namespace,
+    ttl: number,
+    timeoutMs: number,
+    endpoints: string,
+  ): Promise<Session> {
+    const sentAt = Date.now()
+    const granting = client.leaseClient.leaseGrant({ TTL: ttl })
+    let failure: unknown
+    const answer = await settledWithin(
+      granting.catch((error: unknown) => {
+        failure = error
+        throw error
+      }),
+      timeoutMs,
+    )
+    if (answer === undefined) {
+      granting.then(
+        (late) => client.leaseClient.leaseRevoke({ ID: late.ID }).catch(() => undefined),
+        () => undefined,
+      )
+      throw new SessionUnavailableError(endpoints, timeoutMs, failure ?? 'timed out')
+    }
+    const session = new Session(client, answer.ID, Number(answer.TTL), sentAt)
+    log.session('granted lease %s, ttl %ds (asked %ds)', session.leaseHex, session.ttl, ttl)
+    return session
+  }
+
+  /** Aborts, with a {@link SessionLostError} as reason, when the session is lost or revoked. */
+  get signal(): AbortSignal {
+    return this.lost.signal
+  }
+
+  get isLost(): boolean {
+    return this.lost.signal.aborted
+  }
+
+  /** Revokes the lease: etcd deletes every key of this session at once. Never rejects. */
+  async revoke(timeoutMs: number): Promise<void> {
+    if (this.isLost) return
+    this.markLost('revoked by close()')
+    await settledWithin(this.client.leaseClient.leaseRevoke({ ID: this.leaseId }), timeoutMs)
+    log.session('revoked lease %s', this.leaseHex)
+  }
+
+  /** Ends the session locally (its keys expire with the lease); the signal aborts with `reason`. */
+  markLost(reason: string): void {
+    if (this.isLost) return
+    clearInterval(this.keepaliveTimer)
+    clearTimeout(this.deadlineTimer)
+    this.closeStream()
+    log.session('lease %s lost: %s', this.leaseHex, reason)
+    this.lost.abort(new SessionLostError(reason))
+  }
+
+  private openStream(): void {
+    this.client.leaseClient.leaseKeepAlive().then(
+      (stream) => {
+        if (this.isLost) {
+          stream.cancel()
+          return
+        }
+        this.stream = stream
+        this.sentAt.length = 0
+        stream.on('data', (res) => this.onKeepaliveAnswer(res))
+        stream.on('error', (error) => this.onStreamBroken(stream, error))
+        stream.on('end', () => this.onStreamBroken(stream, new Error('keepalive stream ended')))
+        this.sendKeepalive()
+      },
+      (error: unknown) => this.onStreamBroken(undefined, error),
+    )
+  }
+
+  private sendKeepalive(): void {
+    if (!this.stream || this.isLost) return
+    this.sentAt.push(Date.now())
+    this.stream.write({ ID: this.leaseId })
+  }
+
+  private onKeepaliveAnswer(res: ILeaseKeepAliveResponse): void {
+    const sentAt = this.sentAt.shift()
+    if (Number(res.TTL) <= 0) {
+      this.markLost('etcd says the lease has expired or was revoked')
+      return
+    }
+    this.reopenAttempt = 0
+    if (sentAt === undefined) return
+    const deadline = sentAt + Number(res.TTL) * 1_000 - safetyMarginMs(this.ttl)
+    if (deadline > this.deadline) this.deadline = deadline
+  }
+
+  private onStreamBroken(stream: KeepAliveStream | undefined, error: unknown): void {
+    if (stream !== undefined && stream !== this.stream) return
+    this.closeStream()
+    if (this.isLost) return
+    const wait = REOPEN_BACKOFF_MS[Math.min(this.reopenAttempt++, REOPEN_BACKOFF_MS.length - 1)]
+    log.session('keepalive stream of %s broken (%s), reopening in %dms', this.leaseHex, error, wait)
+    setTimeout(() => {
+      if (!this.isLost) this.openStream()
+    }, wait).unref()
+  }
+
+  private closeStream(): void {
+    const stream = this.stream
+    this.stream = undefined
+    this.sentAt.length = 0
+    if (stream) {
+      try {
+        stream.cancel()
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  private armDeadline(): void {
+    // One timer re-armed lazily: renewals only move the deadline, they never touch the timer.
+    this.deadlineTimer = setTimeout(
+      () => {
+        if (this.isLost) return
+        if (Date.now() >= this.deadline) {
+          this.markLost(`no keepalive answered within the ${this.ttl}s TTL`)
+        } else {
+          this.armDeadline()
+        }
+      },
+      Math.max(0, this.deadline - Date.now()),
+    )
+    this.deadlineTimer.unref()
+  }
+}

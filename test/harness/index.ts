@@ -1,0 +1,81 @@
+/** Helpers for tests against a real etcd. */
+import { execFile } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { Etcd3, type IOptions } from 'etcd3'
+import { afterEach, inject } from 'vitest'
+
+export { type EtcdCluster, type EtcdMember, freePort, startEtcd } from './etcd.js'
+
+/** Endpoints of the etcd shared by the run. */
+export function endpoints(): string[] {
+  return inject('etcdEndpoints')
+}
+
+const clients: Etcd3[] = []
+afterEach(() => {
+  for (const client of clients.splice(0)) client.close()
+})
+
+/** A new etcd client (one per simulated instance); closed after the test. */
+export function newClient(hosts: string[] = endpoints(), options: Partial<IOptions> = {}): Etcd3 {
+  const client = new Etcd3({ hosts, ...options })
+  clients.push(client)
+  return client
+}
+
+/** A prefix no other test uses, so tests sharing one etcd never see each other's keys. */
+export function uniquePrefix(name = 'test'): string {
+  return `/t-${name}-${randomUUID().slice(0, 8)}`
+}
+
+/** Resolves with `promise`, or rejects naming `what` once `ms` have passed. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms)
+    promise.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error: unknown) => {
+        clearTimeout(timer)
+        reject(error)
+      },
+    )
+  })
+}
+
+/** A promise with its resolve function, for turning callbacks into awaitable events. */
+export function signal<T = void>(): {
+  promise: Promise<T>
+  fire: (value: T) => void
+  fired: () => boolean
+} {
+  let fire!: (value: T) => void
+  let done = false
+  const promise = new Promise<T>((resolve) => {
+    fire = (value) => {
+      done = true
+      resolve(value)
+    }
+  })
+  return { promise, fire, fired: () => done }
+}
+
+/** Keys (as strings) under `prefix`. */
+export async function keysUnder(client: Etcd3, prefix: string): Promise<string[]> {
+  return client.getAll().prefix(prefix).keys()
+}
+
+/** Runs etcdctl (API v3) against `hosts`. */
+export function etcdctl(args: string[], hosts: string[] = endpoints()): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'etcdctl',
+      [`--endpoints=${hosts.join(',')}`, ...args],
+      { env: { ...process.env, ETCDCTL_API: '3' } },
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`${error.message}${stderr}`)) : resolve(stdout),
+    )
+  })
+}
