@@ -1,0 +1,72 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+/** A child process whose stdout lines a test can wait for; stopped by pid. */
+export interface Child {
+  readonly process: ChildProcess
+  /** Resolves with the first stdout line that equals `line` (or satisfies it, for a function). */
+  waitForLine(line: string | ((line: string) => boolean)): Promise<string>
+  /** Every stdout line so far. */
+  lines(): string[]
+  /** Sends `signal` to the child's pid and resolves once it has exited. */
+  kill(signal?: NodeJS.Signals): Promise<void>
+}
+
+const children = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of children)
+    if (child.pid && child.exitCode === null) process.kill(child.pid, 'SIGKILL')
+})
+
+/** A TypeScript file (relative to this folder) run in its own node process through tsx. */
+export function runTs(file: string, args: string[]): Child {
+  const path = fileURLToPath(new URL(file, import.meta.url))
+  return runProcess(process.execPath, ['--import', 'tsx', path, ...args])
+}
+
+export function runProcess(command: string, args: string[], env?: NodeJS.ProcessEnv): Child {
+  const child = spawn(command, args, {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  })
+  children.add(child)
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  exited.then(() => children.delete(child))
+  const lines: string[] = []
+  const waiters: Array<() => void> = []
+  let buffered = ''
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk
+    const parts = buffered.split('\n')
+    buffered = parts.pop() ?? ''
+    lines.push(...parts)
+    for (const wake of waiters.splice(0)) wake()
+  })
+  return {
+    process: child,
+    lines: () => [...lines],
+    waitForLine: (line) =>
+      new Promise<string>((resolve, reject) => {
+        const matches = typeof line === 'string' ? (l: string) => l === line : line
+        const check = () => {
+          const found = lines.find(matches)
+          if (found !== undefined) resolve(found)
+          else if (child.exitCode !== null || child.signalCode !== null) {
+            reject(
+              new Error(
+                `${command} exited (${child.exitCode ?? child.signalCode}) before the line`,
+              ),
+            )
+          } else waiters.push(check)
+        }
+        child.once('exit', () => check())
+        check()
+      }),
+    kill: async (signal = 'SIGKILL') => {
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        process.kill(child.pid, signal)
+      }
+      await exited
+    },
+  }
+}

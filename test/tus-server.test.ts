@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createServer, type Server as HttpServer, request } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { FileStore } from '@tus/file-store'
+import { Server } from '@tus/server'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Etcd3Locker } from '../src/index.js'
+import { newClient, uniquePrefix, within } from './harness/index.js'
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const LOCK_DRAIN_TIMEOUT = 1_000
+const TUS = { 'Tus-Resumable': '1.0.0' }
+
+/** One tus instance: @tus/server + FileStore on the shared directory + its own Etcd3Locker. */
+async function tusInstance(directory: string, prefix: string): Promise<string> {
+  const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
+  const tus = new Server({
+    path: '/files',
+    datastore: new FileStore({ directory }),
+    locker,
+    lockDrainTimeout: LOCK_DRAIN_TIMEOUT,
+  })
+  const http: HttpServer = createServer((req, res) => tus.handle(req, res))
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+  cleanups.push(async () => {
+    http.closeAllConnections()
+    await new Promise((resolve) => http.close(resolve))
+    await locker.close()
+  })
+  return `http://127.0.0.1:${(http.address() as AddressInfo).port}`
+}
+
+describe('@tus/server with Etcd3Locker on two instances', () => {
+  it('HEAD on B interrupts a slow PATCH on A; the client resumes on B and the file is exact', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-files-'))
+    cleanups.push(() => rm(directory, { recursive: true, force: true }))
+    const prefix = uniquePrefix('tus')
+    const a = await tusInstance(directory, prefix)
+    const b = await tusInstance(directory, prefix)
+    const data = randomBytes(256 * 1024)
+
+    const created = await fetch(`${a}/files`, {
+      method: 'POST',
+      headers: { ...TUS, 'Upload-Length': String(data.length) },
+    })
+    expect(created.status).toBe(201)
+    const uploadPath = new URL(created.headers.get('location') ?? '').pathname
+
+    // A slow PATCH on A: the first 100 KiB now, the rest never (the client stalls).
+    const firstPart = data.subarray(0, 100 * 1024)
+    const slowPatch = request(`${a}${uploadPath}`, {
+      method: 'PATCH',
+      headers: {
+        ...TUS,
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': '0',
+        'Content-Length': String(data.length),
+      },
+    })
+    const slowPatchEnded = new Promise<string>((resolve) => {
+      slowPatch.on('response', (res) => {
+        res.resume()
+        res.on('end', () => resolve(`response ${res.statusCode}`))
+        res.on('error', () => resolve('response aborted'))
+      })
+      slowPatch.on('error', () => resolve('connection closed'))
+    })
+    await new Promise<void>((resolve) => slowPatch.write(firstPart, () => resolve()))
+
+    // The client lost patience and resumes through the load balancer, which picks B.
+    const headStarted = Date.now()
+    const head = await within(
+      fetch(`${b}${uploadPath}`, { method: 'HEAD', headers: TUS }),
+      LOCK_DRAIN_TIMEOUT + 2_000,
+      'HEAD on B',
+    )
+    expect(Date.now() - headStarted).toBeLessThan(LOCK_DRAIN_TIMEOUT + 2_000)
+    expect(head.status).toBe(200)
+    const offset = Number(head.headers.get('upload-offset'))
+    expect(offset).toBeGreaterThanOrEqual(0)
+    expect(offset).toBeLessThanOrEqual(firstPart.length)
+    await within(slowPatchEnded, 2_000, 'the slow PATCH on A was ended')
+
+    const resumed = await fetch(`${b}${uploadPath}`, {
+      method: 'PATCH',
+      headers: {
+        ...TUS,
+        'Content-Type': 'application/offset+octet-stream',
+        'Upload-Offset': String(offset),
+      },
+      body: data.subarray(offset),
+    })
+    expect(resumed.status).toBe(204)
+    expect(resumed.headers.get('upload-offset')).toBe(String(data.length))
+
+    const stored = await readFile(join(directory, uploadPath.split('/').pop() ?? ''))
+    expect(stored.equals(data)).toBe(true)
+  })
+})
