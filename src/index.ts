@@ -5,6 +5,7 @@ export {
   SessionLostError,
   SessionUnavailableError,
 } from './errors.js'
+export type { LockerEvents } from './events.js'
 export type { Etcd3Lock } from './lock.js'
 export { Etcd3Locker } from './locker.js'
 export { defaultLockerOptions, type LockerOptions, type ResolvedLockerOptions } from './options.js'

@@ -1,7 +1,8 @@
 import { ERRORS, type Lock, type RequestRelease } from '@tus/utils'
-import type { Namespace } from 'etcd3'
+import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
 import { abortable, delay, LinkedAbort, settledWithin } from './abort.js'
-import { backoffMs, isRetryable } from './etcd-errors.js'
+import { backoffMs, isRetryable } from './etcd-calls.js'
+import type { LockerEvents } from './events.js'
 import type { LocalQueue } from './local-queue.js'
 import { log } from './log.js'
 import { QueueEntry } from './queue-entry.js'
@@ -17,11 +18,12 @@ export interface LockContext {
   localQueue(queuePrefix: string): LocalQueue<Etcd3Lock>
   /** Drops the local queue of `queuePrefix` once it is empty. */
   forgetQueue(queuePrefix: string): void
+  emit<K extends keyof LockerEvents>(event: K, ...info: LockerEvents[K]): void
 }
 
 // How long lock() and unlock() wait for their key's delete before they return anyway; the delete
 // goes on (retried until etcd answers or the session ends) and the next local request waits for it.
-const RELEASE_WAIT_MS = 1_000
+const RELEASE_WAIT_MS = 500
 
 type State = 'idle' | 'acquiring' | 'held' | 'done'
 
@@ -36,6 +38,7 @@ export class Etcd3Lock implements Lock {
   private releaseRequested = false
   private stopWatching: (() => void) | undefined
   private unlocking: Promise<void> | undefined
+  private heldSince = 0
 
   constructor(
     private readonly context: LockContext,
@@ -58,6 +61,7 @@ export class Etcd3Lock implements Lock {
     }
     this.state = 'acquiring'
     this.requestRelease = requestRelease
+    const started = Date.now()
     const stop = new LinkedAbort(this.context.acquireLockTimeout, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(this.context.closing)
@@ -71,6 +75,7 @@ export class Etcd3Lock implements Lock {
       stop.dispose()
       this.context.forgetQueue(this.queuePrefix)
       log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
+      this.context.emit('lockFailed', { id: this.id, error })
       throw error
     }
     try {
@@ -79,11 +84,14 @@ export class Etcd3Lock implements Lock {
       this.state = 'done'
       log.lock('%s: gave up (%s)', this.queuePrefix, reason(error))
       await settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS)
+      this.context.emit('lockFailed', { id: this.id, error })
       throw error
     } finally {
       stop.dispose()
     }
     this.state = 'held'
+    this.heldSince = Date.now()
+    this.context.emit('lockAcquired', { id: this.id, waitedMs: this.heldSince - started })
     const { entry } = this
     log.lock('%s: held by %s (rev %s)', this.queuePrefix, entry.session.leaseHex, entry.revision)
     entry.session.signal.addEventListener('abort', this.onSessionLost, { once: true })
@@ -94,7 +102,7 @@ export class Etcd3Lock implements Lock {
 
   /**
    * Releases the lock: deletes this request's key (if it is still ours) and lets the next request
-   * go. Resolves when etcd has the delete, or after one second if etcd does not answer (the delete
+   * go. Resolves when etcd has the delete, or after half a second if etcd does not answer (the delete
    * is retried until the session ends). Idempotent: a second call, or a call on a lock that was
    * never acquired, resolves and does nothing.
    */
@@ -105,6 +113,7 @@ export class Etcd3Lock implements Lock {
     this.stopWatching?.()
     this.entry?.session.signal.removeEventListener('abort', this.onSessionLost)
     log.lock('%s: unlock', this.queuePrefix)
+    this.context.emit('lockReleased', { id: this.id, heldMs: Date.now() - this.heldSince })
     const queue = this.context.localQueue(this.queuePrefix)
     this.unlocking = settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS).then(() => undefined)
     return this.unlocking
@@ -126,6 +135,11 @@ export class Etcd3Lock implements Lock {
           await entry.waitForDelete(predecessor, stop.signal)
         }
       } catch (error) {
+        if (error instanceof EtcdLeaseInvalidError) {
+          // etcd no longer knows our lease: the session is over, whatever the keepalive thinks.
+          session.markLost('etcd says the lease is gone')
+          throw stop.signal.reason
+        }
         if (stop.signal.aborted || !isRetryable(error)) throw error
         log.lock('%s: etcd error (%s), retrying', this.queuePrefix, reason(error))
         await delay(backoffMs(attempt), stop.signal)
@@ -149,6 +163,7 @@ export class Etcd3Lock implements Lock {
     if (this.state !== 'held' || this.releaseRequested) return
     this.releaseRequested = true
     log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
+    this.context.emit('releaseRequested', { id: this.id, reason: why })
     try {
       Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
         log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))

@@ -1,7 +1,8 @@
-import { setMaxListeners } from 'node:events'
+import { EventEmitter, setMaxListeners } from 'node:events'
 import type { Locker } from '@tus/utils'
 import type { Namespace } from 'etcd3'
 import { LockerClosedError } from './errors.js'
+import type { LockerEvents } from './events.js'
 import { lockQueuePrefix } from './keys.js'
 import { LocalQueue } from './local-queue.js'
 import { Etcd3Lock, type LockContext } from './lock.js'
@@ -14,7 +15,8 @@ import { Session } from './session.js'
  *
  * One locker holds one etcd session (a lease kept alive every TTL/3), granted on first use.
  * Every lock is a key on that session, queued like etcd's `concurrency.Mutex`, so lockers in
- * other processes, `etcdctl lock` and Go clients exclude each other on the same prefix. Call
+ * other processes, `etcdctl lock` and Go clients exclude each other on the same prefix. It emits
+ * {@link LockerEvents} (`sessionLost`, `lockAcquired`, ...) for logs and metrics. Call
  * {@link close} on shutdown: it revokes the session and every lock of this process is free at
  * once instead of after the TTL. The etcd client stays yours to close.
  *
@@ -26,7 +28,7 @@ import { Session } from './session.js'
  * process.on('SIGTERM', () => locker.close())
  * ```
  */
-export class Etcd3Locker implements Locker {
+export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /** The options in force, validated, with defaults filled in. */
   readonly options: Readonly<ResolvedLockerOptions>
   private readonly closing = new AbortController()
@@ -45,6 +47,7 @@ export class Etcd3Locker implements Locker {
     private readonly client: Namespace,
     options?: LockerOptions,
   ) {
+    super()
     if (
       typeof client !== 'object' ||
       client === null ||
@@ -66,6 +69,10 @@ export class Etcd3Locker implements Locker {
       localQueue: (queuePrefix) => this.localQueue(queuePrefix),
       forgetQueue: (queuePrefix) => {
         if (this.queues.get(queuePrefix)?.size === 0) this.queues.delete(queuePrefix)
+      },
+      emit: (event, ...info) => {
+        // TypeScript cannot narrow a generic event's tuple here; the signature above checks it.
+        ;(this.emit as (name: string, ...args: unknown[]) => boolean)(event, ...info)
       },
     }
   }
@@ -118,6 +125,11 @@ export class Etcd3Locker implements Locker {
           throw this.closing.signal.reason
         }
         this.current = session
+        this.emit('sessionGranted', { lease: session.leaseHex, ttl: session.ttl })
+        session.signal.addEventListener('abort', () => {
+          const reason = (session.signal.reason as Error).message
+          this.emit('sessionLost', { lease: session.leaseHex, reason })
+        })
         return session
       })
       .finally(() => {

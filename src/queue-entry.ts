@@ -1,7 +1,7 @@
 import type { IKeyValue, Namespace } from 'etcd3'
-import { delay } from './abort.js'
+import { abortable, delay } from './abort.js'
 import { LockLostError } from './errors.js'
-import { backoffMs, isRetryable } from './etcd-errors.js'
+import { backoffMs, callOptions, isRetryable } from './etcd-calls.js'
 import { log } from './log.js'
 import type { Session } from './session.js'
 
@@ -45,6 +45,7 @@ export class QueueEntry {
       .if(this.key, 'Create', '==', 0)
       .then(this.client.put(this.key).value('').lease(this.session.leaseId), first())
       .else(this.client.get(this.key), first())
+      .options(callOptions())
       .commit()
     const enqueued = txn.then((res) => {
       const mine = res.responses[0]?.response_range?.kvs[0]
@@ -69,6 +70,7 @@ export class QueueEntry {
       .maxCreateRevision(rev.toString())
       .sort('Create', 'Descend')
       .limit(2)
+      .options(callOptions())
       .exec()
     const [mine, before] = res.kvs
     if (mine === undefined || createRevision(mine) !== rev) throw new LockLostError(this.key)
@@ -105,6 +107,9 @@ export class QueueEntry {
         log.lock('watch on %s cancelled by etcd (%s); looking again', predecessor.key, error)
         finish(resolve)
       })
+      // The etcd3 client resumes a broken watch from the revision of its create response, which
+      // can skip events it had not delivered yet: read the queue again instead of trusting it.
+      watcher.on('disconnected', () => finish(resolve))
     })
   }
 
@@ -139,13 +144,16 @@ export class QueueEntry {
       current.on('put', (kv) => {
         if (kv.key.toString() !== this.key) contended()
       })
-      current.on('error', () => {
+      // Cancelled by etcd (compaction) or stream broken: events may be lost, read the queue.
+      const restart = () => {
         if (stopped || watcher !== current) return
+        watcher = undefined
         current.cancel().catch(() => undefined)
         lookAgain(0)
-      })
+      }
+      current.on('error', restart)
+      current.on('disconnected', restart)
     }
-    // The watch was cancelled (compaction): events may be lost, so read what is there now.
     const lookAgain = (attempt: number) => {
       if (stopped) return
       this.client
@@ -153,6 +161,7 @@ export class QueueEntry {
         .prefix(this.queuePrefix)
         .minCreateRevision(after.toString())
         .limit(1)
+        .options(callOptions())
         .exec()
         .then(
           (res) => (res.kvs.length > 0 ? contended() : watchFrom(BigInt(res.header.revision) + 1n)),
@@ -170,16 +179,18 @@ export class QueueEntry {
    */
   async release(): Promise<void> {
     if (this.enqueued === undefined) return
-    const rev = await this.enqueued.catch(() => undefined)
+    // An enqueue answered after the session ended needs no delete: the lease took its key.
+    const rev = await abortable(this.enqueued, this.session.signal).catch(() => undefined)
     for (let attempt = 0; !this.session.isLost; attempt++) {
       try {
         // When the enqueue's answer was lost, the key (if any) is still ours: only one request
         // of this process uses this session's key for this upload at a time (the local queue).
         await (rev === undefined
-          ? this.client.delete().key(this.key).exec()
+          ? this.client.delete().key(this.key).options(callOptions()).exec()
           : this.client
               .if(this.key, 'Create', '==', rev.toString())
               .then(this.client.delete().key(this.key))
+              .options(callOptions())
               .commit())
         return
       } catch (error) {

@@ -7,6 +7,7 @@ import type {
 } from 'etcd3'
 import { settledWithin } from './abort.js'
 import { SessionLostError, SessionUnavailableError } from './errors.js'
+import { backoffMs, callOptions } from './etcd-calls.js'
 import { leaseHex } from './keys.js'
 import { log } from './log.js'
 
@@ -59,8 +60,9 @@ export class Session {
   }
 
   /**
-   * Grants a lease of `ttl` seconds, or rejects with {@link SessionUnavailableError} after
-   * `timeoutMs`. A grant that etcd answers after the timeout is revoked, not leaked.
+   * Grants a lease of `ttl` seconds, retrying refused attempts (etcd not up yet) until
+   * `timeoutMs` has passed; then rejects with {@link SessionUnavailableError} naming the last
+   * cause. A grant that etcd answers after the timeout is revoked, not leaked.
    */
   static async grant(
     client: Namespace,
@@ -68,26 +70,33 @@ export class Session {
     timeoutMs: number,
     endpoints: string,
   ): Promise<Session> {
-    const sentAt = Date.now()
-    const granting = client.leaseClient.leaseGrant({ TTL: ttl })
-    let failure: unknown
-    const answer = await settledWithin(
-      granting.catch((error: unknown) => {
-        failure = error
-        throw error
-      }),
-      timeoutMs,
-    )
-    if (answer === undefined) {
+    const giveUpAt = Date.now() + timeoutMs
+    let failure: unknown = 'timed out'
+    for (let attempt = 0; Date.now() < giveUpAt; attempt++) {
+      const sentAt = Date.now()
+      const granting = client.leaseClient.leaseGrant({ TTL: ttl }, callOptions())
+      const answer = await settledWithin(
+        granting.catch((error: unknown) => {
+          failure = error
+          throw error
+        }),
+        giveUpAt - sentAt,
+      )
+      if (answer !== undefined) {
+        const session = new Session(client, answer.ID, Number(answer.TTL), sentAt)
+        log.session('granted lease %s, ttl %ds (asked %ds)', session.leaseHex, session.ttl, ttl)
+        return session
+      }
+      // Still in flight at the deadline: revoke it should it be granted after all.
       granting.then(
-        (late) => client.leaseClient.leaseRevoke({ ID: late.ID }).catch(() => undefined),
+        (late) =>
+          client.leaseClient.leaseRevoke({ ID: late.ID }, callOptions()).catch(() => undefined),
         () => undefined,
       )
-      throw new SessionUnavailableError(endpoints, timeoutMs, failure ?? 'timed out')
+      const pause = Math.min(backoffMs(attempt), giveUpAt - Date.now())
+      if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
     }
-    const session = new Session(client, answer.ID, Number(answer.TTL), sentAt)
-    log.session('granted lease %s, ttl %ds (asked %ds)', session.leaseHex, session.ttl, ttl)
-    return session
+    throw new SessionUnavailableError(endpoints, timeoutMs, failure)
   }
 
   /** Aborts, with a {@link SessionLostError} as reason, when the session is lost or revoked. */
@@ -103,7 +112,10 @@ export class Session {
   async revoke(timeoutMs: number): Promise<void> {
     if (this.isLost) return
     this.markLost('revoked by close()')
-    await settledWithin(this.client.leaseClient.leaseRevoke({ ID: this.leaseId }), timeoutMs)
+    await settledWithin(
+      this.client.leaseClient.leaseRevoke({ ID: this.leaseId }, callOptions()),
+      timeoutMs,
+    )
     log.session('revoked lease %s', this.leaseHex)
   }
 

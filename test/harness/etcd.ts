@@ -72,13 +72,17 @@ export function freePort(): Promise<number> {
   })
 }
 
-/** Starts `size` (1 or 3) members forming one cluster, and waits until each is healthy. */
-export async function startEtcd(size = 1): Promise<EtcdCluster> {
+/**
+ * Starts `size` (1 or 3) members forming one cluster, and waits until each is healthy.
+ * `clientPorts` fixes the members' client ports (default: free ones).
+ */
+export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<EtcdCluster> {
   const binary = findEtcdBinary()
   const root = mkdtempSync(join(tmpdir(), 'tus-etcd3-locker-etcd-'))
   const specs: Array<{ name: string; clientPort: number; peerPort: number }> = []
   for (let i = 0; i < size; i++) {
-    specs.push({ name: `m${i}`, clientPort: await freePort(), peerPort: await freePort() })
+    const clientPort = clientPorts[i] ?? (await freePort())
+    specs.push({ name: `m${i}`, clientPort, peerPort: await freePort() })
   }
   const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',')
   const token = `t${process.pid}-${Date.now()}`

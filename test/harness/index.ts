@@ -5,6 +5,7 @@ import { Etcd3, type IOptions } from 'etcd3'
 import { afterEach, inject } from 'vitest'
 
 export { type EtcdCluster, type EtcdMember, freePort, startEtcd } from './etcd.js'
+export { startProxy, type TcpProxy } from './proxy.js'
 
 /** Endpoints of the etcd shared by the run. */
 export function endpoints(): string[] {

@@ -30,3 +30,14 @@ const BACKOFF_MS = [50, 100, 250, 500, 1_000]
 export function backoffMs(attempt: number): number {
   return BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] ?? 1_000
 }
+
+/**
+ * Deadline of every unary etcd call. Without one, a call on a connection that a network
+ * partition silently dropped waits for TCP to give up, minutes later.
+ */
+export const CALL_TIMEOUT_MS = 2_000
+
+/** gRPC call options with {@link CALL_TIMEOUT_MS} as deadline, for one call. */
+export function callOptions(): { deadline: Date } {
+  return { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) }
+}

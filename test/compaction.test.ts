@@ -1,0 +1,87 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { Etcd3Locker } from '../src/index.js'
+import { QueueEntry } from '../src/queue-entry.js'
+import { Session } from '../src/session.js'
+import {
+  endpoints,
+  newClient,
+  signal,
+  startProxy,
+  type TcpProxy,
+  uniquePrefix,
+  within,
+} from './harness/index.js'
+
+const cleanups: Array<() => Promise<void> | void> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const never = () => new AbortController().signal
+
+function locker(hosts: string[], prefix: string): Etcd3Locker {
+  const l = new Etcd3Locker(newClient(hosts), { prefix, ttl: 10 })
+  cleanups.push(() => l.close())
+  return l
+}
+
+/** Compacts etcd's history up to its current revision. */
+async function compactAll(): Promise<void> {
+  const client = newClient()
+  const { header } = await client.get('compaction-probe').exec()
+  await client.kv.compact({ revision: header.revision, physical: true })
+}
+
+describe('compaction', () => {
+  it('while a waiter watches: it still acquires after the holder unlocks', async () => {
+    const prefix = uniquePrefix('compact')
+    const held = locker(endpoints(), prefix).newLock('u')
+    const contended = signal()
+    await held.lock(never(), () => contended.fire())
+    const acquired = locker(endpoints(), prefix)
+      .newLock('u')
+      .lock(never(), () => {})
+    await within(contended.promise, 2_000, 'holder sees the waiter')
+    await compactAll()
+    await held.unlock()
+    await within(acquired, 2_000, 'waiter acquires after compaction')
+  })
+
+  it('when the waiter was cut off meanwhile: its watch resumes from a compacted revision, it still acquires', async () => {
+    const prefix = uniquePrefix('compact-cut')
+    const proxy: TcpProxy = await startProxy(endpoints()[0] ?? '')
+    cleanups.push(() => proxy.close())
+    const held = locker(endpoints(), prefix).newLock('u')
+    const contended = signal()
+    await held.lock(never(), () => contended.fire())
+    const acquired = locker([proxy.endpoint], prefix)
+      .newLock('u')
+      .lock(never(), () => {})
+    await within(contended.promise, 2_000, 'holder sees the waiter')
+
+    proxy.cut('reset')
+    await held.unlock()
+    const client = newClient()
+    for (let i = 0; i < 10; i++) await client.put(`${prefix}-noise/${i}`).value('x')
+    await compactAll()
+    proxy.restore()
+    await within(acquired, 10_000, 'waiter acquires after restore')
+  })
+
+  it('a watch started at a compacted revision does not hang: the waiter looks again', async () => {
+    const prefix = uniquePrefix('compact-direct')
+    const client = newClient()
+    const session = await Session.grant(client, 10, 1_500, endpoints().join(','))
+    cleanups.push(() => session.revoke(1_000))
+    await client.put(`${prefix}/u/holder`).value('')
+    await compactAll()
+    const entry = new QueueEntry(client, `${prefix}/u/`, session)
+    // Revision 1 is long compacted: etcd cancels the watch, and waitForDelete must return.
+    await within(
+      entry.waitForDelete({ key: `${prefix}/u/holder`, revision: 1n }, never()),
+      2_000,
+      'waitForDelete returns on a compacted revision',
+    )
+    expect(await client.get(`${prefix}/u/holder`).string()).toBe('')
+  })
+})
