@@ -113,12 +113,12 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   private session(): Promise<Session> {
     if (this.closing.signal.aborted) return Promise.reject(this.closing.signal.reason)
     if (this.current !== undefined && !this.current.isLost) return Promise.resolve(this.current)
-    this.granting ??= Session.grant(
-      this.client,
-      this.options.ttl,
-      this.options.grantTimeout,
-      endpointsOf(this.client),
-    )
+    this.granting ??= Session.grant(this.client, {
+      ttl: this.options.ttl,
+      grantTimeout: this.options.grantTimeout,
+      safetyMargin: this.options.safetyMargin,
+      endpoints: endpointsOf(this.client),
+    })
       .then(async (session) => {
         if (this.closing.signal.aborted) {
           await session.revoke(this.options.grantTimeout)

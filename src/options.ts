@@ -20,14 +20,35 @@ export interface LockerOptions {
   acquireLockTimeout?: number
   /** How long to wait for etcd to grant the session, in ms (default 1 500, as tusd's locker). */
   grantTimeout?: number
+  /**
+   * How many ms before etcd could expire an unrenewed session the locker declares it lost and
+   * asks every holder to release (default `min(3 500, ttl x 250)`; at most a quarter of the TTL,
+   * since keepalives go every third). Keep it above `@tus/server`'s `lockDrainTimeout` (3 000 ms
+   * by default): a holder's request has then stopped before another instance can take its lock.
+   */
+  safetyMargin?: number
 }
 
 /** {@link LockerOptions} with every field set. */
 export type ResolvedLockerOptions = Required<LockerOptions>
 
-/** The defaults: `{ ttl: 60, prefix: '/tusd', acquireLockTimeout: 30_000, grantTimeout: 1_500 }`. */
+/**
+ * The defaults: `{ ttl: 60, prefix: '/tusd', acquireLockTimeout: 30_000, grantTimeout: 1_500,
+ * safetyMargin: 3_500 }` (`safetyMargin` follows a smaller `ttl`: see {@link LockerOptions}).
+ */
 export function defaultLockerOptions(): ResolvedLockerOptions {
-  return { ttl: 60, prefix: '/tusd', acquireLockTimeout: 30_000, grantTimeout: 1_500 }
+  return {
+    ttl: 60,
+    prefix: '/tusd',
+    acquireLockTimeout: 30_000,
+    grantTimeout: 1_500,
+    safetyMargin: defaultSafetyMargin(60),
+  }
+}
+
+/** `min(3 500, ttl x 250)` ms: beyond `@tus/server`'s default drain, within a quarter TTL. */
+export function defaultSafetyMargin(ttlSeconds: number): number {
+  return Math.min(3_500, ttlSeconds * 250)
 }
 
 // setTimeout fires at once for delays above 2^31 - 1 ms; refuse them rather than time out early.
@@ -52,15 +73,32 @@ export function resolveLockerOptions(options: LockerOptions | undefined): Resolv
       )
     }
   }
+  const ttl = wholeNumber('ttl', given.ttl ?? defaults.ttl, 1, MAX_TTL_SECONDS, 'seconds')
   return {
-    ttl: wholeNumber('ttl', given.ttl ?? defaults.ttl, 1, MAX_TTL_SECONDS, 'seconds'),
+    ttl,
     prefix: normalizePrefix(given.prefix ?? defaults.prefix),
     acquireLockTimeout: milliseconds(
       'acquireLockTimeout',
       given.acquireLockTimeout ?? defaults.acquireLockTimeout,
     ),
     grantTimeout: milliseconds('grantTimeout', given.grantTimeout ?? defaults.grantTimeout),
+    safetyMargin: safetyMargin(given.safetyMargin ?? defaultSafetyMargin(ttl), ttl),
   }
+}
+
+function safetyMargin(value: unknown, ttl: number): number {
+  if (typeof value !== 'number') {
+    throw new TypeError(
+      `Etcd3Locker option "safetyMargin" must be a number, got ${describe(value)}`,
+    )
+  }
+  const max = ttl * 250
+  if (!Number.isFinite(value) || value < 0 || value > max) {
+    throw new RangeError(
+      `Etcd3Locker option "safetyMargin" must be a number of milliseconds from 0 to a quarter of the TTL (${max} for ttl ${ttl}), got ${value}`,
+    )
+  }
+  return value
 }
 
 function wholeNumber(name: string, value: unknown, min: number, max: number, unit: string) {

@@ -13,12 +13,20 @@ import { log } from './log.js'
 
 type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>
 
-/** How long before the computed lease expiry the session counts itself lost. */
-export function safetyMarginMs(ttlSeconds: number): number {
-  // Covers the time to tell every holder and a little clock-rate drift; capped so that a long
-  // TTL does not give away whole seconds of lock time.
-  return Math.min(1_000, ttlSeconds * 100)
+/** What a session needs to be granted. */
+export interface SessionSettings {
+  /** TTL to ask for, in seconds. */
+  ttl: number
+  /** How long to keep trying to get a grant, in ms. */
+  grantTimeout: number
+  /** ms before the earliest possible expiry at which the session counts itself lost. */
+  safetyMargin: number
+  /** The client's endpoints, for error messages. */
+  endpoints: string
 }
+
+// A monotonic clock: an NTP step of the wall clock must not move the local lease deadline.
+const now = () => performance.now()
 
 const REOPEN_BACKOFF_MS = [100, 250, 500, 1_000]
 
@@ -26,7 +34,7 @@ const REOPEN_BACKOFF_MS = [100, 250, 500, 1_000]
  * One etcd lease per locker, kept alive every TTL/3 (the granted TTL, not the requested one).
  *
  * The session also keeps a local deadline: the send time of the last answered keepalive plus the
- * granted TTL, minus {@link safetyMarginMs}. etcd cannot expire the lease before that instant, so
+ * granted TTL, minus the safety margin. etcd cannot expire the lease before that instant, so
  * when it passes unrenewed, or etcd answers that the lease is gone, {@link signal} aborts with a
  * {@link SessionLostError} and the locker stops trusting every key of this session.
  */
@@ -47,12 +55,13 @@ export class Session {
     readonly leaseId: string,
     /** The TTL etcd granted, in seconds. */
     readonly ttl: number,
+    private readonly safetyMargin: number,
     grantSentAt: number,
   ) {
     this.leaseHex = leaseHex(leaseId)
     // Every lock of the session listens for its loss: many listeners are expected, not a leak.
     setMaxListeners(0, this.lost.signal)
-    this.deadline = grantSentAt + ttl * 1_000 - safetyMarginMs(ttl)
+    this.deadline = grantSentAt + ttl * 1_000 - safetyMargin
     this.armDeadline()
     this.keepaliveTimer = setInterval(() => this.sendKeepalive(), (ttl * 1_000) / 3)
     this.keepaliveTimer.unref()
@@ -60,20 +69,16 @@ export class Session {
   }
 
   /**
-   * Grants a lease of `ttl` seconds, retrying refused attempts (etcd not up yet) until
-   * `timeoutMs` has passed; then rejects with {@link SessionUnavailableError} naming the last
-   * cause. A grant that etcd answers after the timeout is revoked, not leaked.
+   * Grants a lease of `settings.ttl` seconds, retrying refused attempts (etcd not up yet) until
+   * `settings.grantTimeout` has passed; then rejects with {@link SessionUnavailableError} naming
+   * the last cause. A grant that etcd answers after the timeout is revoked, not leaked.
    */
-  static async grant(
-    client: Namespace,
-    ttl: number,
-    timeoutMs: number,
-    endpoints: string,
-  ): Promise<Session> {
-    const giveUpAt = Date.now() + timeoutMs
+  static async grant(client: Namespace, settings: SessionSettings): Promise<Session> {
+    const { ttl, grantTimeout, safetyMargin, endpoints } = settings
+    const giveUpAt = now() + grantTimeout
     let failure: unknown = 'timed out'
-    for (let attempt = 0; Date.now() < giveUpAt; attempt++) {
-      const sentAt = Date.now()
+    for (let attempt = 0; now() < giveUpAt; attempt++) {
+      const sentAt = now()
       const granting = client.leaseClient.leaseGrant({ TTL: ttl }, callOptions())
       const answer = await settledWithin(
         granting.catch((error: unknown) => {
@@ -83,7 +88,7 @@ export class Session {
         giveUpAt - sentAt,
       )
       if (answer !== undefined) {
-        const session = new Session(client, answer.ID, Number(answer.TTL), sentAt)
+        const session = new Session(client, answer.ID, Number(answer.TTL), safetyMargin, sentAt)
         log.session('granted lease %s, ttl %ds (asked %ds)', session.leaseHex, session.ttl, ttl)
         return session
       }
@@ -93,10 +98,10 @@ export class Session {
           client.leaseClient.leaseRevoke({ ID: late.ID }, callOptions()).catch(() => undefined),
         () => undefined,
       )
-      const pause = Math.min(backoffMs(attempt), giveUpAt - Date.now())
+      const pause = Math.min(backoffMs(attempt), giveUpAt - now())
       if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
     }
-    throw new SessionUnavailableError(endpoints, timeoutMs, failure)
+    throw new SessionUnavailableError(endpoints, grantTimeout, failure)
   }
 
   /** Aborts, with a {@link SessionLostError} as reason, when the session is lost or revoked. */
@@ -149,7 +154,7 @@ export class Session {
 
   private sendKeepalive(): void {
     if (!this.stream || this.isLost) return
-    this.sentAt.push(Date.now())
+    this.sentAt.push(now())
     this.stream.write({ ID: this.leaseId })
   }
 
@@ -161,7 +166,7 @@ export class Session {
     }
     this.reopenAttempt = 0
     if (sentAt === undefined) return
-    const deadline = sentAt + Number(res.TTL) * 1_000 - safetyMarginMs(this.ttl)
+    const deadline = sentAt + Number(res.TTL) * 1_000 - this.safetyMargin
     if (deadline > this.deadline) this.deadline = deadline
   }
 
@@ -194,13 +199,13 @@ export class Session {
     this.deadlineTimer = setTimeout(
       () => {
         if (this.isLost) return
-        if (Date.now() >= this.deadline) {
+        if (now() >= this.deadline) {
           this.markLost(`no keepalive answered within the ${this.ttl}s TTL`)
         } else {
           this.armDeadline()
         }
       },
-      Math.max(0, this.deadline - Date.now()),
+      Math.max(0, this.deadline - now()),
     )
     this.deadlineTimer.unref()
   }

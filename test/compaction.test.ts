@@ -71,7 +71,12 @@ describe('compaction', () => {
   it('a watch started at a compacted revision does not hang: the waiter looks again', async () => {
     const prefix = uniquePrefix('compact-direct')
     const client = newClient()
-    const session = await Session.grant(client, 10, 1_500, endpoints().join(','))
+    const session = await Session.grant(client, {
+      ttl: 10,
+      grantTimeout: 1_500,
+      safetyMargin: 1_000,
+      endpoints: endpoints().join(','),
+    })
     cleanups.push(() => session.revoke(1_000))
     await client.put(`${prefix}/u/holder`).value('')
     await compactAll()

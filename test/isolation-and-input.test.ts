@@ -77,6 +77,9 @@ describe('bad input', () => {
     ['acquireLockTimeout', Number.POSITIVE_INFINITY],
     ['acquireLockTimeout', '30000'],
     ['grantTimeout', -5],
+    ['safetyMargin', -1],
+    ['safetyMargin', 20_000],
+    ['safetyMargin', '3000'],
   ])('option %s = %o throws an error naming it', (name, value) => {
     expect(() => new Etcd3Locker(client, { [name]: value } as never)).toThrow(
       new RegExp(`option "${name}".*${value === '' ? '""' : ''}`),
@@ -103,8 +106,11 @@ describe('bad input', () => {
       prefix: '/tusd',
       acquireLockTimeout: 30_000,
       grantTimeout: 1_500,
+      safetyMargin: 3_500,
     })
     expect(new Etcd3Locker(client).options).toEqual(defaultLockerOptions())
+    // Above @tus/server's default lockDrainTimeout, and never more than a quarter of the TTL.
+    expect(new Etcd3Locker(client, { ttl: 4 }).options.safetyMargin).toBe(1_000)
   })
 
   it('prefixes are normalized; ids escape only %, / and a leading dot', () => {
