@@ -1,20 +1,17 @@
 import { Etcd3 } from 'etcd3'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../src/index.js'
 import {
+  deferCleanup,
   type EtcdCluster,
   type EtcdMember,
   keysUnder,
   newClient,
   startEtcd,
   uniquePrefix,
+  untilKeyCount,
   within,
 } from './harness/index.js'
-
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
 
 const never = () => new AbortController().signal
 const IDS = Array.from({ length: 20 }, (_, i) => `upload-${i}`)
@@ -40,7 +37,7 @@ function locker(hosts: string[], prefix: string, patience?: number): Etcd3Locker
     ttl: 10,
     ...(patience ? { acquireLockTimeout: patience, grantTimeout: patience } : {}),
   })
-  cleanups.push(() => l.close())
+  deferCleanup(() => l.close())
   return l
 }
 
@@ -49,7 +46,7 @@ describe('three-member cluster', () => {
     'killing the %s keeps every hold; every waiter acquires afterwards, never two at once',
     async (kind) => {
       const cluster = await startEtcd(3)
-      cleanups.push(() => cluster.stop())
+      deferCleanup(() => cluster.stop())
       const prefix = uniquePrefix(`cluster-${kind}`)
       const holders = locker(cluster.endpoints, prefix)
       const waiters = locker(cluster.endpoints, prefix)
@@ -127,22 +124,3 @@ describe('three-member cluster', () => {
     90_000,
   )
 })
-
-/** Resolves once `prefix` has `count` keys (watched, not polled). */
-async function untilKeyCount(client: Etcd3, prefix: string, count: number): Promise<void> {
-  const watcher = await client.watch().prefix(prefix).create()
-  try {
-    const enough = async () => (await keysUnder(client, prefix)).length >= count
-    if (await enough()) return
-    await new Promise<void>((resolve) => {
-      watcher.on('put', () => {
-        enough().then(
-          (ok) => ok && resolve(),
-          () => {},
-        )
-      })
-    })
-  } finally {
-    await watcher.cancel()
-  }
-}

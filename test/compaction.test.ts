@@ -1,8 +1,9 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../src/index.js'
 import { QueueEntry } from '../src/queue-entry.js'
 import { Session } from '../src/session.js'
 import {
+  deferCleanup,
   endpoints,
   newClient,
   signal,
@@ -12,16 +13,11 @@ import {
   within,
 } from './harness/index.js'
 
-const cleanups: Array<() => Promise<void> | void> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
 const never = () => new AbortController().signal
 
 function locker(hosts: string[], prefix: string): Etcd3Locker {
   const l = new Etcd3Locker(newClient(hosts), { prefix, ttl: 10 })
-  cleanups.push(() => l.close())
+  deferCleanup(() => l.close())
   return l
 }
 
@@ -50,7 +46,7 @@ describe('compaction', () => {
   it('when the waiter was cut off meanwhile: its watch resumes from a compacted revision, it still acquires', async () => {
     const prefix = uniquePrefix('compact-cut')
     const proxy: TcpProxy = await startProxy(endpoints()[0] ?? '')
-    cleanups.push(() => proxy.close())
+    deferCleanup(() => proxy.close())
     const held = locker(endpoints(), prefix).newLock('u')
     const contended = signal()
     await held.lock(never(), () => contended.fire())
@@ -77,7 +73,7 @@ describe('compaction', () => {
       safetyMargin: 1_000,
       endpoints: endpoints().join(','),
     })
-    cleanups.push(() => session.revoke(1_000))
+    deferCleanup(() => session.revoke(1_000))
     await client.put(`${prefix}/u/holder`).value('')
     await compactAll()
     const entry = new QueueEntry(client, `${prefix}/u/`, session)

@@ -1,12 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../src/index.js'
 import { runTs } from './harness/child.js'
-import { endpoints, keysUnder, newClient, uniquePrefix, within } from './harness/index.js'
-
-const lockers: Etcd3Locker[] = []
-afterEach(async () => {
-  await Promise.all(lockers.splice(0).map((l) => l.close()))
-})
+import {
+  deferCleanup,
+  endpoints,
+  keysUnder,
+  newClient,
+  uniquePrefix,
+  within,
+} from './harness/index.js'
 
 const TTL = 2
 
@@ -23,7 +25,7 @@ describe('a holder that dies', () => {
       await within(holder.waitForLine('held'), 15_000, 'child holds the lock')
 
       const locker = new Etcd3Locker(newClient(), { prefix, ttl: TTL })
-      lockers.push(locker)
+      deferCleanup(() => locker.close())
       let acquiredAt = 0
       const acquired = locker
         .newLock('u')

@@ -1,6 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker, SessionUnavailableError } from '../src/index.js'
 import {
+  deferCleanup,
   type EtcdCluster,
   freePort,
   newClient,
@@ -8,11 +9,6 @@ import {
   uniquePrefix,
   within,
 } from './harness/index.js'
-
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
 
 describe('etcd down at start', () => {
   it('lock() and ready() fail in time, naming the endpoint; once etcd is up the same locker works', async () => {
@@ -23,7 +19,7 @@ describe('etcd down at start', () => {
       acquireLockTimeout: 2_000,
       grantTimeout: 1_000,
     })
-    cleanups.push(() => locker.close())
+    deferCleanup(() => locker.close())
 
     let started = Date.now()
     await expect(
@@ -38,7 +34,7 @@ describe('etcd down at start', () => {
     expect((error as Error).message).toContain(endpoint)
 
     const etcd: EtcdCluster = await startEtcd(1, [port])
-    cleanups.push(() => etcd.stop())
+    deferCleanup(() => etcd.stop())
     const upAt = Date.now()
     // What a server sees: requests keep coming; each fails fast until etcd answers again.
     let recovered = false

@@ -1,12 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../src/index.js'
 import { runProcess } from './harness/child.js'
-import { endpoints, keysUnder, newClient, signal, uniquePrefix, within } from './harness/index.js'
-
-const lockers: Etcd3Locker[] = []
-afterEach(async () => {
-  await Promise.all(lockers.splice(0).map((l) => l.close()))
-})
+import {
+  deferCleanup,
+  endpoints,
+  keysUnder,
+  newClient,
+  signal,
+  uniquePrefix,
+  within,
+} from './harness/index.js'
 
 function etcdctlLock(name: string) {
   return runProcess('etcdctl', [`--endpoints=${endpoints().join(',')}`, 'lock', name], {
@@ -28,7 +31,7 @@ describe("interop with etcd's own Mutex (etcdctl lock)", () => {
         'etcdctl holds',
       )
       const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
-      lockers.push(locker)
+      deferCleanup(() => locker.close())
       let holds = false
       const acquired = locker
         .newLock('upload-1')
@@ -50,7 +53,7 @@ describe("interop with etcd's own Mutex (etcdctl lock)", () => {
   it('while we hold, etcdctl lock stays blocked and our holder is asked to release', async () => {
     const prefix = uniquePrefix('we-hold')
     const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
-    lockers.push(locker)
+    deferCleanup(() => locker.close())
     const released = signal()
     const lock = locker.newLock('upload-2')
     await lock.lock(new AbortController().signal, () => released.fire())

@@ -1,16 +1,19 @@
 import { ERRORS } from '@tus/utils'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker, LockerClosedError } from '../src/index.js'
-import { keysUnder, newClient, signal, uniquePrefix, within } from './harness/index.js'
-
-const lockers: Etcd3Locker[] = []
-afterEach(async () => {
-  await Promise.all(lockers.splice(0).map((l) => l.close()))
-})
+import {
+  deferCleanup,
+  keysUnder,
+  newClient,
+  signal,
+  uniquePrefix,
+  untilKeyCount,
+  within,
+} from './harness/index.js'
 
 function instance(prefix: string, acquireLockTimeout = 30_000) {
   const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10, acquireLockTimeout })
-  lockers.push(locker)
+  deferCleanup(() => locker.close())
   return locker
 }
 
@@ -42,7 +45,7 @@ describe('giving up', () => {
     const waiter = instance(prefix).newLock('u')
     const controller = new AbortController()
     const acquiring = waiter.lock(controller.signal, () => {})
-    await within(waitForKeyCount(prefix, 2), 2_000, 'waiter enqueued')
+    await within(untilKeyCount(newClient(), prefix, 2), 2_000, 'waiter enqueued')
     const abortedAt = Date.now()
     controller.abort()
     await expect(acquiring).rejects.toBe(ERRORS.ERR_LOCK_TIMEOUT)
@@ -120,7 +123,7 @@ describe('close()', () => {
     const waiting = instance(prefix)
       .newLock('u')
       .lock(never(), () => {})
-    await within(waitForKeyCount(prefix, 2), 2_000, 'waiter enqueued')
+    await within(untilKeyCount(newClient(), prefix, 2), 2_000, 'waiter enqueued')
     await a.close()
     await within(waiting, 1_000, 'waiter holds after close()')
     await within(released.promise, 100, "holder's requestRelease on close()")
@@ -134,7 +137,7 @@ describe('close()', () => {
       .newLock('u')
       .lock(never(), () => {})
       .catch((error: unknown) => error)
-    await within(waitForKeyCount(prefix, 2), 2_000, 'waiter enqueued')
+    await within(untilKeyCount(newClient(), prefix, 2), 2_000, 'waiter enqueued')
     await locker.close()
     expect(await waiting).toBeInstanceOf(LockerClosedError)
     await expect(locker.newLock('v').lock(never(), () => {})).rejects.toBeInstanceOf(
@@ -145,23 +148,3 @@ describe('close()', () => {
     expect(await keysUnder(newClient(), prefix)).toHaveLength(1)
   })
 })
-
-/** Resolves once `prefix` holds at least `count` keys (watched, not polled). */
-async function waitForKeyCount(prefix: string, count: number): Promise<void> {
-  const client = newClient()
-  const watcher = await client.watch().prefix(prefix).create()
-  try {
-    const enough = async () => (await keysUnder(client, prefix)).length >= count
-    if (await enough()) return
-    await new Promise<void>((resolve) => {
-      watcher.on('put', () => {
-        enough().then(
-          (ok) => ok && resolve(),
-          () => {},
-        )
-      })
-    })
-  } finally {
-    await watcher.cancel()
-  }
-}

@@ -1,17 +1,19 @@
 import { Etcd3 } from 'etcd3'
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { defaultLockerOptions, Etcd3Locker, SessionUnavailableError } from '../src/index.js'
 import { escapeId, normalizePrefix } from '../src/keys.js'
-import { freePort, keysUnder, newClient, uniquePrefix, within } from './harness/index.js'
-
-const lockers: Etcd3Locker[] = []
-afterEach(async () => {
-  await Promise.all(lockers.splice(0).map((l) => l.close()))
-})
+import {
+  deferCleanup,
+  freePort,
+  keysUnder,
+  newClient,
+  uniquePrefix,
+  within,
+} from './harness/index.js'
 
 function instance(prefix: string) {
   const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10, acquireLockTimeout: 2_000 })
-  lockers.push(locker)
+  deferCleanup(() => locker.close())
   return locker
 }
 
@@ -133,7 +135,7 @@ describe('ready()', () => {
   it('rejects within grantTimeout, naming the endpoint, when etcd is unreachable', async () => {
     const endpoint = `127.0.0.1:${await freePort()}`
     const locker = new Etcd3Locker(newClient([endpoint]), { grantTimeout: 500 })
-    lockers.push(locker)
+    deferCleanup(() => locker.close())
     const started = Date.now()
     const error = await locker.ready().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(SessionUnavailableError)

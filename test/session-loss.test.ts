@@ -1,35 +1,27 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker, SessionLostError } from '../src/index.js'
 import {
+  deferCleanup,
   endpoints,
   keysUnder,
   newClient,
   signal,
   startProxy,
-  type TcpProxy,
   uniquePrefix,
   within,
 } from './harness/index.js'
 
-const lockers: Etcd3Locker[] = []
-const proxies: TcpProxy[] = []
-afterEach(async () => {
-  for (const proxy of proxies.splice(0)) proxy.restore()
-  await Promise.all(lockers.splice(0).map((l) => l.close()))
-  await Promise.all(proxies.splice(0).map((p) => p.close()))
-})
-
 async function behindProxy(prefix: string, ttl: number, acquireLockTimeout = 30_000) {
   const proxy = await startProxy(endpoints()[0] ?? '')
-  proxies.push(proxy)
+  deferCleanup(() => proxy.close())
   const locker = new Etcd3Locker(newClient([proxy.endpoint]), { prefix, ttl, acquireLockTimeout })
-  lockers.push(locker)
+  deferCleanup(() => locker.close())
   return { proxy, locker }
 }
 
 function direct(prefix: string, ttl: number) {
   const locker = new Etcd3Locker(newClient(), { prefix, ttl })
-  lockers.push(locker)
+  deferCleanup(() => locker.close())
   return locker
 }
 

@@ -6,14 +6,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { FileStore } from '@tus/file-store'
 import { Server } from '@tus/server'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../src/index.js'
-import { newClient, uniquePrefix, within } from './harness/index.js'
-
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
+import { deferCleanup, newClient, uniquePrefix, within } from './harness/index.js'
 
 const LOCK_DRAIN_TIMEOUT = 1_000
 const TUS = { 'Tus-Resumable': '1.0.0' }
@@ -29,7 +24,7 @@ async function tusInstance(directory: string, prefix: string): Promise<string> {
   })
   const http: HttpServer = createServer((req, res) => tus.handle(req, res))
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
-  cleanups.push(async () => {
+  deferCleanup(async () => {
     http.closeAllConnections()
     await new Promise((resolve) => http.close(resolve))
     await locker.close()
@@ -40,7 +35,7 @@ async function tusInstance(directory: string, prefix: string): Promise<string> {
 describe('@tus/server with Etcd3Locker on two instances', () => {
   it('HEAD on B interrupts a slow PATCH on A; the client resumes on B and the file is exact', async () => {
     const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-files-'))
-    cleanups.push(() => rm(directory, { recursive: true, force: true }))
+    deferCleanup(() => rm(directory, { recursive: true, force: true }))
     const prefix = uniquePrefix('tus')
     const a = await tusInstance(directory, prefix)
     const b = await tusInstance(directory, prefix)

@@ -1,16 +1,19 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../src/index.js'
-import { keysUnder, newClient, signal, uniquePrefix, within } from './harness/index.js'
-
-const lockers: Etcd3Locker[] = []
-afterEach(async () => {
-  await Promise.all(lockers.splice(0).map((l) => l.close()))
-})
+import {
+  deferCleanup,
+  keysUnder,
+  newClient,
+  signal,
+  uniquePrefix,
+  untilKeyCount,
+  within,
+} from './harness/index.js'
 
 /** One simulated tus instance: its own etcd client and locker. */
 function instance(prefix: string, options: { acquireLockTimeout?: number; ttl?: number } = {}) {
   const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10, ...options })
-  lockers.push(locker)
+  deferCleanup(() => locker.close())
   return locker
 }
 
@@ -64,7 +67,11 @@ describe('two instances', () => {
             await lock.unlock()
           }),
       )
-      await within(waitForKeys(prefix, 'x', before + 1), 2_000, `${name} enqueued`)
+      await within(
+        untilKeyCount(newClient(), `${prefix}/x/`, before + 1),
+        2_000,
+        `${name} enqueued`,
+      )
     }
     await first.unlock()
     await within(Promise.all(acquired), 5_000, 'all waiters acquired')
@@ -111,18 +118,3 @@ describe('one process', () => {
     expect(maxInside).toBe(1)
   })
 })
-
-async function waitForKeys(prefix: string, id: string, count: number): Promise<void> {
-  const client = newClient()
-  const watcher = await client.watch().prefix(`${prefix}/${id}/`).create()
-  try {
-    if ((await keysUnder(client, `${prefix}/${id}/`)).length >= count) return
-    await new Promise<void>((resolve) => {
-      watcher.on('put', async () => {
-        if ((await keysUnder(client, `${prefix}/${id}/`)).length >= count) resolve()
-      })
-    })
-  } finally {
-    await watcher.cancel()
-  }
-}

@@ -12,10 +12,17 @@ export function endpoints(): string[] {
   return inject('etcdEndpoints')
 }
 
+const cleanups: Array<() => unknown> = []
 const clients: Etcd3[] = []
-afterEach(() => {
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
   for (const client of clients.splice(0)) client.close()
 })
+
+/** Runs `cleanup` after the current test (latest first), before the test's clients close. */
+export function deferCleanup(cleanup: () => unknown): void {
+  cleanups.push(cleanup)
+}
 
 /** A new etcd client (one per simulated instance); closed after the test. */
 export function newClient(hosts: string[] = endpoints(), options: Partial<IOptions> = {}): Etcd3 {
@@ -79,4 +86,23 @@ export function etcdctl(args: string[], hosts: string[] = endpoints()): Promise<
         error ? reject(new Error(`${error.message}${stderr}`)) : resolve(stdout),
     )
   })
+}
+
+/** Resolves once `prefix` holds at least `count` keys (watched, not polled). */
+export async function untilKeyCount(client: Etcd3, prefix: string, count: number): Promise<void> {
+  const watcher = await client.watch().prefix(prefix).create()
+  try {
+    const enough = async () => (await keysUnder(client, prefix)).length >= count
+    if (await enough()) return
+    await new Promise<void>((resolve) => {
+      watcher.on('put', () => {
+        enough().then(
+          (ok) => ok && resolve(),
+          () => {},
+        )
+      })
+    })
+  } finally {
+    await watcher.cancel()
+  }
 }
