@@ -6,6 +6,8 @@ export {
   SessionUnavailableError,
 } from './errors.js'
 export type { LockerEvents } from './events.js'
+export { Etcd3KvStore, type KvStoreOptions } from './kv-store.js'
+export type { LeasingCounters } from './leasing-cache.js'
 export type { Etcd3Lock } from './lock.js'
 export { Etcd3Locker } from './locker.js'
 export { defaultLockerOptions, type LockerOptions, type ResolvedLockerOptions } from './options.js'

@@ -52,6 +52,29 @@ export function leaseHex(leaseId: string): string {
   return BigInt(leaseId).toString(16)
 }
 
+/** `P/.kv/`: where KV store values live; listing it lists the store's keys. */
+export function kvValuePrefix(prefix: string): string {
+  return `${prefix}/.kv/`
+}
+
+/** `P/.kvlease/`: leasing keys, one per cached KV key, on the caching process's session. */
+export function kvLeasePrefix(prefix: string): string {
+  return `${prefix}/.kvlease/`
+}
+
+/**
+ * Checks a KV store key. Keys are stored as given (`/`, `%`, unicode and all), below
+ * {@link kvValuePrefix}, so listing returns them intact.
+ * @throws TypeError for a non-string key, RangeError for the empty key.
+ */
+export function checkKvKey(key: unknown): string {
+  if (typeof key !== 'string') {
+    throw new TypeError(`Etcd3KvStore key must be a string, got ${describe(key)}`)
+  }
+  if (key === '') throw new RangeError('Etcd3KvStore key must not be empty')
+  return key
+}
+
 function hasControlCharacter(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)

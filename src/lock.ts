@@ -119,6 +119,14 @@ export class Etcd3Lock implements Lock {
     return this.unlocking
   }
 
+  /** Our lock key and its create revision while this lock is held: what KV writes are fenced by. */
+  heldEntry(): { key: string; revision: bigint } | undefined {
+    const revision = this.entry?.revision
+    if (this.state !== 'held' || this.entry === undefined || revision === undefined)
+      return undefined
+    return { key: this.entry.key, revision }
+  }
+
   /** Steps 2 and 3: enqueue in etcd, then wait for each predecessor's delete until ours is first. */
   private async acquire(stop: LinkedAbort): Promise<QueueEntry> {
     for (let attempt = 0; ; attempt++) {

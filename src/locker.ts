@@ -1,14 +1,13 @@
-import { EventEmitter, setMaxListeners } from 'node:events'
-import type { Locker } from '@tus/utils'
+import { EventEmitter } from 'node:events'
+import type { Locker, Upload } from '@tus/utils'
 import type { Namespace } from 'etcd3'
-import { LockerClosedError } from './errors.js'
 import type { LockerEvents } from './events.js'
 import { lockQueuePrefix } from './keys.js'
+import { Etcd3KvStore, type Fence, type KvStoreOptions } from './kv-store.js'
 import { LocalQueue } from './local-queue.js'
 import { Etcd3Lock, type LockContext } from './lock.js'
-import { log } from './log.js'
 import { type LockerOptions, type ResolvedLockerOptions, resolveLockerOptions } from './options.js'
-import { Session } from './session.js'
+import { endpointsOf, SessionKeeper } from './session-keeper.js'
 
 /**
  * Upload locks for `@tus/server` on etcd: pass it as the server's `locker`.
@@ -31,12 +30,10 @@ import { Session } from './session.js'
 export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /** The options in force, validated, with defaults filled in. */
   readonly options: Readonly<ResolvedLockerOptions>
-  private readonly closing = new AbortController()
   private readonly queues = new Map<string, LocalQueue<Etcd3Lock>>()
   private readonly context: LockContext
-  private current: Session | undefined
-  private granting: Promise<Session> | undefined
-  private closed: Promise<void> | undefined
+  private readonly keeper: SessionKeeper
+  private readonly kvStores = new Map<string, Etcd3KvStore<unknown>>()
 
   /**
    * @param client An `Etcd3` client (or a `Namespace` of one). It is not closed by the locker.
@@ -48,24 +45,27 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     options?: LockerOptions,
   ) {
     super()
-    if (
-      typeof client !== 'object' ||
-      client === null ||
-      typeof (client as Partial<Namespace>).watch !== 'function' ||
-      typeof (client as Partial<Namespace>).leaseClient !== 'object'
-    ) {
-      throw new TypeError(
-        'Etcd3Locker needs an Etcd3 client from the etcd3 package as its first argument',
-      )
-    }
+    assertClient(client)
     this.options = Object.freeze(resolveLockerOptions(options))
-    // Every waiting lock listens here: thousands of listeners are expected, not a leak.
-    setMaxListeners(0, this.closing.signal)
+    this.keeper = new SessionKeeper(
+      client,
+      {
+        ttl: this.options.ttl,
+        grantTimeout: this.options.grantTimeout,
+        safetyMargin: this.options.safetyMargin,
+        endpoints: endpointsOf(client),
+      },
+      {
+        granted: (session) =>
+          this.emit('sessionGranted', { lease: session.leaseHex, ttl: session.ttl }),
+        lost: (session, reason) => this.emit('sessionLost', { lease: session.leaseHex, reason }),
+      },
+    )
     this.context = {
       client,
       acquireLockTimeout: this.options.acquireLockTimeout,
-      closing: this.closing.signal,
-      session: () => this.session(),
+      closing: this.keeper.closing,
+      session: () => this.keeper.session(),
       localQueue: (queuePrefix) => this.localQueue(queuePrefix),
       forgetQueue: (queuePrefix) => {
         if (this.queues.get(queuePrefix)?.size === 0) this.queues.delete(queuePrefix)
@@ -86,12 +86,37 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   }
 
   /**
+   * A `KvStore` of `@tus/utils` in etcd under this locker's prefix and session (one lease per
+   * process for everything), with the leasing cache unless `leasing: false` (`revokeBackoff`:
+   * see {@link KvStoreOptions}). Its `set`/`delete` of an upload whose lock this locker holds are
+   * fenced by that lock. Calls with the same options return the same store: one cache per process.
+   *
+   * @example `new FileStore({ directory: './files', configstore: locker.kvStore() })`
+   */
+  kvStore<T = Upload>(
+    options: Pick<KvStoreOptions, 'leasing' | 'revokeBackoff'> = {},
+  ): Etcd3KvStore<T> {
+    const { leasing, revokeBackoff } = options
+    const id = `${leasing}/${revokeBackoff}`
+    let store = this.kvStores.get(id)
+    if (store === undefined) {
+      store = new Etcd3KvStore<unknown>(
+        this.client,
+        { leasing, revokeBackoff },
+        { keeper: this.keeper, prefix: this.options.prefix, fence: (key) => this.fence(key) },
+      )
+      this.kvStores.set(id, store)
+    }
+    return store as Etcd3KvStore<T>
+  }
+
+  /**
    * Resolves once etcd has granted this locker's session. Rejects with a
    * `SessionUnavailableError` naming the endpoints and the cause when etcd does not grant it
    * within `grantTimeout`, and with `LockerClosedError` after {@link close}.
    */
   async ready(): Promise<void> {
-    await this.session()
+    await this.keeper.session()
   }
 
   /**
@@ -100,42 +125,12 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
    * does every later one. Idempotent; never rejects.
    */
   close(): Promise<void> {
-    this.closed ??= (async () => {
-      log.locker('closing')
-      this.closing.abort(new LockerClosedError())
-      const session = this.current ?? (await this.granting?.catch(() => undefined))
-      await session?.revoke(this.options.grantTimeout)
-    })()
-    return this.closed
+    return this.keeper.close()
   }
 
-  /** The live session, granting a new one when there is none or the last one was lost. */
-  private session(): Promise<Session> {
-    if (this.closing.signal.aborted) return Promise.reject(this.closing.signal.reason)
-    if (this.current !== undefined && !this.current.isLost) return Promise.resolve(this.current)
-    this.granting ??= Session.grant(this.client, {
-      ttl: this.options.ttl,
-      grantTimeout: this.options.grantTimeout,
-      safetyMargin: this.options.safetyMargin,
-      endpoints: endpointsOf(this.client),
-    })
-      .then(async (session) => {
-        if (this.closing.signal.aborted) {
-          await session.revoke(this.options.grantTimeout)
-          throw this.closing.signal.reason
-        }
-        this.current = session
-        this.emit('sessionGranted', { lease: session.leaseHex, ttl: session.ttl })
-        session.signal.addEventListener('abort', () => {
-          const reason = (session.signal.reason as Error).message
-          this.emit('sessionLost', { lease: session.leaseHex, reason })
-        })
-        return session
-      })
-      .finally(() => {
-        this.granting = undefined
-      })
-    return this.granting
+  /** The lock key of upload `key` while this locker holds it. */
+  private fence(key: string): Fence | undefined {
+    return this.queues.get(lockQueuePrefix(this.options.prefix, key))?.head?.heldEntry()
   }
 
   private localQueue(queuePrefix: string): LocalQueue<Etcd3Lock> {
@@ -148,9 +143,15 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   }
 }
 
-/** The client's hosts, for error messages (the etcd3 client keeps its options protected). */
-function endpointsOf(client: Namespace): string {
-  const hosts = (client as unknown as { options?: { hosts?: string | string[] } }).options?.hosts
-  if (hosts === undefined) return 'the configured endpoints'
-  return Array.isArray(hosts) ? hosts.join(',') : hosts
+function assertClient(client: unknown): asserts client is Namespace {
+  if (
+    typeof client !== 'object' ||
+    client === null ||
+    typeof (client as Partial<Namespace>).watch !== 'function' ||
+    typeof (client as Partial<Namespace>).leaseClient !== 'object'
+  ) {
+    throw new TypeError(
+      'Etcd3Locker needs an Etcd3 client from the etcd3 package as its first argument',
+    )
+  }
 }

@@ -4,6 +4,7 @@ import { LockLostError } from './errors.js'
 import { backoffMs, callOptions, isRetryable } from './etcd-calls.js'
 import { log } from './log.js'
 import type { Session } from './session.js'
+import { deletedOrInterrupted } from './watch.js'
 
 /** The entry that must be deleted before ours may hold, as seen at `revision`. */
 export interface Predecessor {
@@ -79,38 +80,11 @@ export class QueueEntry {
   }
 
   /**
-   * Waits until `predecessor` is deleted (a watch from the revision it was seen at, so a delete
-   * that already happened counts), or the watch is cancelled by etcd (e.g. compaction: the caller
-   * looks again). Rejects with `signal.reason` when the signal aborts.
+   * Waits until `predecessor` is deleted, or its watch is interrupted (the caller looks again).
+   * Rejects with `signal.reason` when the signal aborts.
    */
   waitForDelete(predecessor: Predecessor, signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.reject(signal.reason)
-    return new Promise<void>((resolve, reject) => {
-      const watcher = this.client
-        .watch()
-        .key(predecessor.key)
-        .startRevision((predecessor.revision + 1n).toString())
-        .watcher()
-      let settled = false
-      const finish = (settle: () => void) => {
-        if (settled) return
-        settled = true
-        signal.removeEventListener('abort', onAbort)
-        watcher.cancel().catch(() => undefined)
-        settle()
-      }
-      const onAbort = () => finish(() => reject(signal.reason))
-      signal.addEventListener('abort', onAbort, { once: true })
-      watcher.on('delete', () => finish(resolve))
-      // Stays attached after finish: an 'error' without a listener would crash the process.
-      watcher.on('error', (error) => {
-        log.lock('watch on %s cancelled by etcd (%s); looking again', predecessor.key, error)
-        finish(resolve)
-      })
-      // The etcd3 client resumes a broken watch from the revision of its create response, which
-      // can skip events it had not delivered yet: read the queue again instead of trusting it.
-      watcher.on('disconnected', () => finish(resolve))
-    })
+    return deletedOrInterrupted(this.client, predecessor.key, predecessor.revision + 1n, signal)
   }
 
   /**

@@ -113,6 +113,14 @@ export class Session {
     return this.lost.signal.aborted
   }
 
+  /**
+   * Whether etcd certainly still has the lease now: not lost, and the local deadline not passed.
+   * Checked on every cached read, because a busy event loop can run the deadline timer late.
+   */
+  get isTrusted(): boolean {
+    return !this.isLost && now() < this.deadline
+  }
+
   /** Revokes the lease: etcd deletes every key of this session at once. Never rejects. */
   async revoke(timeoutMs: number): Promise<void> {
     if (this.isLost) return

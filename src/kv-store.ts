@@ -1,0 +1,332 @@
+import type { KvStore, Upload } from '@tus/utils'
+import type { IKeyValue, Namespace } from 'etcd3'
+import { LockLostError } from './errors.js'
+import { callOptions } from './etcd-calls.js'
+import { KeyedSerial } from './keyed-serial.js'
+import { checkKvKey, describe, kvValuePrefix } from './keys.js'
+import {
+  type LeasingCache as Cache,
+  LeasingCache,
+  type LeasingCounters,
+  REVOKE,
+} from './leasing-cache.js'
+import { type LockerOptions, resolveLockerOptions } from './options.js'
+import { endpointsOf, SessionKeeper } from './session-keeper.js'
+import { deletedOrInterrupted } from './watch.js'
+
+/** Options of a standalone {@link Etcd3KvStore}; `locker.kvStore()` takes only `leasing`. */
+export interface KvStoreOptions
+  extends Pick<LockerOptions, 'ttl' | 'prefix' | 'grantTimeout' | 'safetyMargin'> {
+  /**
+   * Serve reads from a local cache while this process holds the key's lease (default `true`).
+   * `false`: every read and write goes to etcd.
+   */
+  leasing?: boolean
+  /**
+   * After another process's write revoked this process's lease on a key, ms before a read leases
+   * that key again (default 1 000): meanwhile reads of it go to etcd, so a key two instances
+   * both write does not bounce between their caches.
+   */
+  revokeBackoff?: number
+}
+
+/** The lock key that fences writes to a KV key while this process holds that upload's lock. */
+export interface Fence {
+  key: string
+  revision: bigint
+}
+
+/** @internal What `locker.kvStore()` shares with the store: its session, prefix and locks. */
+export interface SharedSession {
+  keeper: SessionKeeper
+  prefix: string
+  fence(key: string): Fence | undefined
+}
+
+// A foreign write gives up after asking this many owners in a row to release the key.
+const MAX_REVOKE_ROUNDS = 10
+
+/**
+ * A `KvStore` of `@tus/utils` in etcd: upload metadata shared by every tus instance, for
+ * `FileStore`'s `configstore` or the `cache` of `S3Store`/`AzureStore`. Values are JSON at
+ * `P/.kv/<key>`.
+ *
+ * With `leasing` (the default), a read leases the key to this process and later reads are served
+ * from memory, with no round trip, until a writer elsewhere revokes the lease; a write elsewhere
+ * waits for that revoke, so reads stay linearizable. A cached value is never served once the
+ * session's lease could have expired.
+ *
+ * Made by `locker.kvStore()`, writes are fenced: `set`/`delete` of an upload whose lock this
+ * process holds commit only while that lock key is still the one it created, and otherwise
+ * reject with `LockLostError`, writing nothing.
+ */
+export class Etcd3KvStore<T = Upload> implements KvStore<T> {
+  private readonly keeper: SessionKeeper
+  private readonly prefix: string
+  private readonly fence: (key: string) => Fence | undefined
+  private readonly ownsSession: boolean
+  private readonly serial = new KeyedSerial()
+  private readonly cache: Cache | undefined
+
+  /**
+   * @param client An `Etcd3` client (or a `Namespace` of one); not closed by the store.
+   * @param options `prefix` (default `/tusd`), `ttl`, `grantTimeout`, `safetyMargin` as for
+   *   `Etcd3Locker`, and `leasing`.
+   * @throws TypeError or RangeError naming a bad option.
+   */
+  constructor(
+    private readonly client: Namespace,
+    options: KvStoreOptions = {},
+    shared?: SharedSession,
+  ) {
+    const { leasing = true, revokeBackoff = 1_000, ...sessionOptions } = options
+    if (typeof leasing !== 'boolean') {
+      throw new TypeError(
+        `Etcd3KvStore option "leasing" must be a boolean, got ${describe(leasing)}`,
+      )
+    }
+    if (typeof revokeBackoff !== 'number' || !(revokeBackoff >= 0) || revokeBackoff > 2 ** 31 - 1) {
+      throw new RangeError(
+        `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds >= 0, got ${describe(revokeBackoff)}`,
+      )
+    }
+    if (shared) {
+      this.keeper = shared.keeper
+      this.prefix = shared.prefix
+      this.fence = shared.fence
+      this.ownsSession = false
+    } else {
+      const resolved = resolveLockerOptions(sessionOptions)
+      this.keeper = new SessionKeeper(client, { ...resolved, endpoints: endpointsOf(client) })
+      this.prefix = resolved.prefix
+      this.fence = () => undefined
+      this.ownsSession = true
+    }
+    this.cache = leasing
+      ? new LeasingCache(client, this.keeper, this.prefix, this.serial, revokeBackoff)
+      : undefined
+  }
+
+  /** Cache hits, misses and revokes so far (all zero without leasing). */
+  get counters(): Readonly<LeasingCounters> {
+    return { ...(this.cache?.counters ?? { hits: 0, misses: 0, revokes: 0 }) }
+  }
+
+  /** The value of `key`, or `undefined` when there is none. */
+  async get(key: string): Promise<T | undefined> {
+    checkKvKey(key)
+    const { cache } = this
+    if (cache === undefined) return parse(key, await this.readFromEtcd(key))
+    // A local write of this key in flight must finish first: never a stale read of our own write.
+    if (this.serial.idle(key) === undefined) {
+      const hit = cache.lookup(key)
+      if (hit) {
+        cache.counters.hits++
+        return parse(key, hit.raw)
+      }
+    }
+    return this.serial.run(key, async () => {
+      const hit = cache.lookup(key)
+      if (hit) {
+        cache.counters.hits++
+        return parse(key, hit.raw)
+      }
+      return parse(key, await cache.fetch(key))
+    })
+  }
+
+  /**
+   * Stores `value` (as JSON) under `key`.
+   * @throws TypeError, before anything is written, when `value` cannot be serialized.
+   * @throws LockLostError when this process holds the upload's lock but etcd gave it to another.
+   */
+  async set(key: string, value: T): Promise<void> {
+    checkKvKey(key)
+    const raw = serialize(key, value)
+    await this.serial.run(key, () => this.write(key, raw))
+  }
+
+  /** Deletes `key`; fenced like {@link set}. Deleting a missing key resolves. */
+  async delete(key: string): Promise<void> {
+    checkKvKey(key)
+    await this.serial.run(key, () => this.write(key, undefined))
+  }
+
+  /** Every key of the store, read from etcd (not the cache). */
+  async list(): Promise<string[]> {
+    const prefix = kvValuePrefix(this.prefix)
+    const keys = await this.client.getAll().prefix(prefix).options(callOptions()).keys()
+    return keys.map((k) => k.slice(prefix.length))
+  }
+
+  /**
+   * Revokes the store's own session (standalone stores only; a store from `locker.kvStore()`
+   * lives as long as its locker). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.ownsSession) await this.keeper.close()
+  }
+
+  private async readFromEtcd(key: string): Promise<string | undefined> {
+    const raw = await this.client
+      .get(kvValuePrefix(this.prefix) + key)
+      .options(callOptions())
+      .string()
+    return raw ?? undefined
+  }
+
+  /** Writes `raw` (or deletes, for `undefined`), as the lease owner if we are, else as a foreigner. */
+  private async write(key: string, raw: string | undefined): Promise<void> {
+    const fence = this.fence(key)
+    const valueKey = kvValuePrefix(this.prefix) + key
+    const op = () =>
+      raw === undefined ? this.client.delete().key(valueKey) : this.client.put(valueKey).value(raw)
+    const cache = this.cache
+    if (cache === undefined) {
+      await this.commitFenced(fence, op)
+      return
+    }
+    const leaseKey = cache.leaseKey(key)
+
+    const entry = cache.lookup(key)
+    if (entry !== undefined) {
+      const res = await this.guarded(fence, leaseKey, entry.leaseKeyRevision, op)
+      if (res.succeeded) {
+        entry.raw = raw
+        return
+      }
+      this.throwIfFenceBroken(fence, res.fenceKv)
+      cache.forget(key) // our lease on the key is gone: write as anyone else would
+    }
+
+    for (let round = 0; round < MAX_REVOKE_ROUNDS; round++) {
+      const res = await this.guarded(fence, leaseKey, 0n, op)
+      if (res.succeeded) return
+      this.throwIfFenceBroken(fence, res.fenceKv)
+      const leasing = res.leaseKv
+      if (leasing === undefined) continue // given up between our reads: try again
+      await this.revokeAndWait(key, leaseKey, leasing, res.revision)
+    }
+    throw new Error(
+      `Etcd3KvStore could not write ${JSON.stringify(key)}: its cache lease was taken again ${MAX_REVOKE_ROUNDS} times`,
+    )
+  }
+
+  /**
+   * One txn: `op` if the leasing key's create revision is `leaseRevision` (0: no leasing key) and
+   * the fence holds; otherwise read both, to tell the caller why not.
+   */
+  private async guarded(
+    fence: Fence | undefined,
+    leaseKey: string,
+    leaseRevision: bigint,
+    op: () => ReturnType<Namespace['put']> | ReturnType<Namespace['delete']>,
+  ): Promise<{ succeeded: boolean; revision: bigint; leaseKv?: IKeyValue; fenceKv?: IKeyValue }> {
+    let txn = this.client.if(leaseKey, 'Create', '==', leaseRevision.toString())
+    if (fence) txn = txn.and(fence.key, 'Create', '==', fence.revision.toString())
+    const res = await txn
+      .then(op())
+      .else(this.client.get(leaseKey), this.client.get(fence?.key ?? leaseKey))
+      .options(callOptions())
+      .commit()
+    return {
+      succeeded: res.succeeded,
+      revision: BigInt(res.header.revision),
+      leaseKv: res.responses[0]?.response_range?.kvs[0],
+      fenceKv: fence ? res.responses[1]?.response_range?.kvs[0] : undefined,
+    }
+  }
+
+  /** Without leasing: the write, fenced when this process holds the upload's lock. */
+  private async commitFenced(
+    fence: Fence | undefined,
+    op: () => ReturnType<Namespace['put']> | ReturnType<Namespace['delete']>,
+  ): Promise<void> {
+    if (fence === undefined) {
+      await op().options(callOptions()).exec()
+      return
+    }
+    const res = await this.client
+      .if(fence.key, 'Create', '==', fence.revision.toString())
+      .then(op())
+      .else(this.client.get(fence.key))
+      .options(callOptions())
+      .commit()
+    if (!res.succeeded) this.throwIfFenceBroken(fence, res.responses[0]?.response_range?.kvs[0])
+  }
+
+  private throwIfFenceBroken(fence: Fence | undefined, fenceKv: IKeyValue | undefined): void {
+    if (fence === undefined) return
+    if (fenceKv === undefined || BigInt(fenceKv.create_revision) !== fence.revision) {
+      throw new LockLostError(fence.key)
+    }
+  }
+
+  /**
+   * Asks the owner of `leasing` to give the key up (its lease stays on the key), then waits for
+   * the leasing key's delete: the owner deletes it, or etcd does when the owner's session expires,
+   * so the wait is bounded by the owner's remaining TTL.
+   */
+  private async revokeAndWait(
+    key: string,
+    leaseKey: string,
+    leasing: IKeyValue,
+    seenAt: bigint,
+  ): Promise<void> {
+    const own = this.keeper.live
+    if (
+      own !== undefined &&
+      leasing.lease === own.leaseId &&
+      this.cache?.lookup(key) === undefined
+    ) {
+      // Our own leftover leasing key (its entry is gone): nobody else will delete it.
+      await this.client
+        .if(leaseKey, 'Create', '==', leasing.create_revision)
+        .then(this.client.delete().key(leaseKey))
+        .options(callOptions())
+        .commit()
+      return
+    }
+    const [, ttl] = await Promise.all([
+      leasing.value.toString() === REVOKE
+        ? undefined
+        : this.client
+            .if(leaseKey, 'Create', '==', leasing.create_revision)
+            .then(this.client.put(leaseKey).value(REVOKE).ignoreLease())
+            .options(callOptions())
+            .commit(),
+      this.client.leaseClient
+        .leaseTimeToLive({ ID: leasing.lease }, callOptions())
+        .then((res) => Number(res.TTL))
+        .catch(() => 1),
+    ])
+    const bound = AbortSignal.timeout((Math.max(ttl, 0) + 1) * 1_000)
+    await deletedOrInterrupted(this.client, leaseKey, seenAt + 1n, bound).catch(() => undefined)
+  }
+}
+
+function serialize(key: string, value: unknown): string {
+  let raw: string | undefined
+  try {
+    raw = JSON.stringify(value)
+  } catch (error) {
+    throw new TypeError(
+      `Etcd3KvStore cannot store the value of ${JSON.stringify(key)}: ${(error as Error).message}`,
+    )
+  }
+  if (raw === undefined) {
+    throw new TypeError(
+      `Etcd3KvStore cannot store the value of ${JSON.stringify(key)}: ${describe(value)} is not JSON`,
+    )
+  }
+  return raw
+}
+
+function parse<T>(key: string, raw: string | undefined): T | undefined {
+  if (raw === undefined) return undefined
+  try {
+    return JSON.parse(raw) as T
+  } catch {
+    throw new Error(`Etcd3KvStore found a value that is not JSON at ${JSON.stringify(key)}`)
+  }
+}

@@ -1,0 +1,186 @@
+import type { Namespace } from 'etcd3'
+import { backoffMs, callOptions, isRetryable } from './etcd-calls.js'
+import type { KeyedSerial } from './keyed-serial.js'
+import { kvLeasePrefix, kvValuePrefix } from './keys.js'
+import { log } from './log.js'
+import type { Session } from './session.js'
+import type { SessionKeeper } from './session-keeper.js'
+
+/** The value a writer puts on a leasing key to ask its owner to give the key up. */
+export const REVOKE = 'REVOKE'
+
+/** One key this process may serve from memory: it owns the key's leasing key. */
+export interface CacheEntry {
+  /** JSON text of the value; `undefined` when the key does not exist. */
+  raw: string | undefined
+  /** Create revision of our leasing key: owner writes are guarded by it. */
+  readonly leaseKeyRevision: bigint
+  readonly session: Session
+  stopWatching(): void
+}
+
+/** Counts kept for metrics: cache hits and misses of `get`, and revokes honoured. */
+export interface LeasingCounters {
+  hits: number
+  misses: number
+  revokes: number
+}
+
+/**
+ * The owner side of the leasing protocol (after etcd's `clientv3/leasing`): a `get` that misses
+ * leases the key (`P/.kvlease/<key>` on our session) and caches the value; while the lease is
+ * ours and the session is trusted, reads are local. A writer elsewhere puts `REVOKE` on the
+ * leasing key: we stop serving at once, then delete the leasing key so its write can commit.
+ * Everything cached under a session is dropped the moment that session is lost.
+ */
+export class LeasingCache {
+  readonly counters: LeasingCounters = { hits: 0, misses: 0, revokes: 0 }
+  private readonly entries = new Map<string, CacheEntry>()
+  private readonly releasedAt = new Map<string, number>()
+  private readonly watchedSessions = new WeakSet<Session>()
+
+  constructor(
+    private readonly client: Namespace,
+    private readonly keeper: SessionKeeper,
+    private readonly prefix: string,
+    private readonly serial: KeyedSerial,
+    /** After giving a key up, ms before leasing it again: its writer is likely busy with it. */
+    private readonly revokeBackoff: number,
+  ) {}
+
+  valueKey(key: string): string {
+    return kvValuePrefix(this.prefix) + key
+  }
+
+  leaseKey(key: string): string {
+    return kvLeasePrefix(this.prefix) + key
+  }
+
+  /** The entry of `key` if it may be served now (ours, session trusted), else `undefined`. */
+  lookup(key: string): CacheEntry | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined) return undefined
+    if (!entry.session.isTrusted) {
+      this.drop(key, entry) // the lease goes with the session: nothing to delete
+      return undefined
+    }
+    return entry
+  }
+
+  /** Forgets `key` after a guarded owner write found the leasing key no longer ours. */
+  forget(key: string): void {
+    const entry = this.entries.get(key)
+    if (entry) this.drop(key, entry)
+  }
+
+  /**
+   * A miss: reads `key` from etcd and, in the same txn, leases it unless another process has (or
+   * we gave it up a moment ago). Returns the value's JSON text, `undefined` when absent.
+   */
+  async fetch(key: string): Promise<string | undefined> {
+    this.counters.misses++
+    const session = await this.keeper.session()
+    const valueKey = this.valueKey(key)
+    const leaseKey = this.leaseKey(key)
+    if (this.inBackoff(key)) {
+      return (await this.client.get(valueKey).options(callOptions()).string()) ?? undefined
+    }
+    const res = await this.client
+      .if(leaseKey, 'Create', '==', 0)
+      .then(this.client.put(leaseKey).value('').lease(session.leaseId), this.client.get(valueKey))
+      .else(this.client.get(valueKey), this.client.get(leaseKey))
+      .options(callOptions())
+      .commit()
+    const value = res.responses[res.succeeded ? 1 : 0]?.response_range?.kvs[0]?.value.toString()
+    if (res.succeeded) {
+      this.install(key, value, BigInt(res.header.revision), session)
+      return value
+    }
+    const leasing = res.responses[1]?.response_range?.kvs[0]
+    if (leasing !== undefined && leasing.lease === session.leaseId) {
+      // Ours, but not cached (a give-up that failed to delete it): release it for writers.
+      this.deleteLeaseKey(key, BigInt(leasing.create_revision), session)
+    }
+    return value
+  }
+
+  private install(key: string, raw: string | undefined, revision: bigint, session: Session): void {
+    const watcher = this.client
+      .watch()
+      .key(this.leaseKey(key))
+      .startRevision((revision + 1n).toString())
+      .watcher()
+    const entry: CacheEntry = {
+      raw,
+      leaseKeyRevision: revision,
+      session,
+      stopWatching: () => {
+        watcher.cancel().catch(() => undefined)
+      },
+    }
+    watcher.on('put', (kv) => {
+      if (kv.value.toString() === REVOKE) this.giveUp(key, entry, 'revoked by a writer')
+    })
+    watcher.on('delete', () => {
+      if (this.entries.get(key) === entry) this.drop(key, entry)
+    })
+    // A broken watch may have missed a REVOKE: give the key up rather than risk a stale read.
+    watcher.on('error', () => this.giveUp(key, entry, 'watch cancelled'))
+    watcher.on('disconnected', () => this.giveUp(key, entry, 'watch broken'))
+    this.entries.set(key, entry)
+    this.dropAllWhenLost(session)
+  }
+
+  /** Stops serving `key` at once, then deletes our leasing key so the writer can go on. */
+  private giveUp(key: string, entry: CacheEntry, why: string): void {
+    if (this.entries.get(key) !== entry) return
+    this.drop(key, entry)
+    this.counters.revokes++
+    this.releasedAt.set(key, Date.now())
+    log.locker('kv %s: cache lease given up (%s)', key, why)
+    // After any local write of the key in flight: it was guarded by the lease we still hold.
+    void this.serial.run(key, async () =>
+      this.deleteLeaseKey(key, entry.leaseKeyRevision, entry.session),
+    )
+  }
+
+  private drop(key: string, entry: CacheEntry): void {
+    this.entries.delete(key)
+    entry.stopWatching()
+  }
+
+  private deleteLeaseKey(key: string, revision: bigint, session: Session): Promise<void> {
+    const leaseKey = this.leaseKey(key)
+    const attempt = async (n: number): Promise<void> => {
+      if (session.isLost) return
+      try {
+        await this.client
+          .if(leaseKey, 'Create', '==', revision.toString())
+          .then(this.client.delete().key(leaseKey))
+          .options(callOptions())
+          .commit()
+      } catch (error) {
+        if (!isRetryable(error)) return
+        await new Promise((resolve) => setTimeout(resolve, backoffMs(n)))
+        return attempt(n + 1)
+      }
+    }
+    return attempt(0)
+  }
+
+  private inBackoff(key: string): boolean {
+    const at = this.releasedAt.get(key)
+    if (at === undefined) return false
+    if (Date.now() - at < this.revokeBackoff) return true
+    this.releasedAt.delete(key)
+    return false
+  }
+
+  private dropAllWhenLost(session: Session): void {
+    if (this.watchedSessions.has(session)) return
+    this.watchedSessions.add(session)
+    session.signal.addEventListener('abort', () => {
+      for (const [key, entry] of this.entries) if (entry.session === session) this.drop(key, entry)
+    })
+  }
+}
