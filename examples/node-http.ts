@@ -33,7 +33,8 @@ export async function startTusInstance(options: {
   await locker.ready() // fail at start-up, with a clear error, when etcd is not there
   const tus = new Server({
     path: '/files',
-    datastore: new FileStore({ directory: options.directory }),
+    // Upload metadata in etcd, shared by every instance; files in the shared directory.
+    datastore: new FileStore({ directory: options.directory, configstore: locker.kvStore() }),
     locker,
     respectForwardedHeaders: true,
   })

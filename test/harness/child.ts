@@ -8,6 +8,8 @@ export interface Child {
   waitForLine(line: string | ((line: string) => boolean)): Promise<string>
   /** Every stdout line so far. */
   lines(): string[]
+  /** Writes `line` and a newline to the child's stdin. */
+  send(line: string): void
   /** Sends `signal` to the child's pid and resolves once it has exited. */
   kill(signal?: NodeJS.Signals): Promise<void>
 }
@@ -26,7 +28,7 @@ export function runTs(file: string, args: string[]): Child {
 
 export function runProcess(command: string, args: string[], env?: NodeJS.ProcessEnv): Child {
   const child = spawn(command, args, {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...env },
   })
   children.add(child)
@@ -45,6 +47,9 @@ export function runProcess(command: string, args: string[], env?: NodeJS.Process
   return {
     process: child,
     lines: () => [...lines],
+    send: (line) => {
+      child.stdin?.write(`${line}\n`)
+    },
     waitForLine: (line) =>
       new Promise<string>((resolve, reject) => {
         const matches = typeof line === 'string' ? (l: string) => l === line : line

@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest'
+import { Etcd3Locker } from '../src/index.js'
+import { runTs } from './harness/child.js'
+import { deferCleanup, endpoints, newClient, uniquePrefix, within } from './harness/index.js'
+
+const TTL = 3
+
+describe('a foreign write while another instance holds the cache lease', () => {
+  it.each(['SIGSTOP', 'SIGKILL'] as const)(
+    'completes within the owner TTL + 1 s when the owner gets %s (resumed after SIGSTOP, it serves no stale value)',
+    async (signal) => {
+      const prefix = uniquePrefix(`kv-${signal}`)
+      const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
+      deferCleanup(() => locker.close())
+      const writer = locker.kvStore<{ v: number }>()
+      await writer.set('upload', { v: 1 })
+
+      const owner = runTs('../fixtures/kv-owner.ts', [
+        endpoints().join(','),
+        prefix,
+        'upload',
+        String(TTL),
+      ])
+      deferCleanup(() => owner.kill('SIGKILL'))
+      await within(owner.waitForLine('leased'), 15_000, 'the child leased the key')
+
+      owner.process.kill(signal)
+      const started = Date.now()
+      await within(writer.set('upload', { v: 2 }), (TTL + 1) * 1_000, 'the foreign write')
+      const took = Date.now() - started
+      console.log(
+        `[figure] foreign write with the owner ${signal === 'SIGSTOP' ? 'frozen' : 'gone'}: ${took} ms (owner ttl ${TTL} s)`,
+      )
+      expect(await writer.get('upload')).toEqual({ v: 2 })
+
+      if (signal === 'SIGSTOP') {
+        owner.process.kill('SIGCONT')
+        owner.send('get')
+        const line = await within(
+          owner.waitForLine((l) => l.startsWith('value ')),
+          10_000,
+          'resumed owner reads',
+        )
+        expect(line).toBe('value {"v":2}')
+      }
+    },
+    30_000,
+  )
+})
