@@ -52,9 +52,9 @@ function checkKey(key: string, ops: Operation[]): string | undefined {
   const edges = new Map<string, Set<string>>()
   const addEdge = (from: string, to: string) => {
     if (from === to) return
-    let set = edges.get(from)
-    if (!set) edges.set(from, (set = new Set()))
+    const set = edges.get(from) ?? new Set<string>()
     set.add(to)
+    edges.set(from, set)
   }
   for (const value of writes.keys()) addEdge(INITIAL, value)
   for (const a of ops) for (const b of ops) if (a.end < b.start) addEdge(cluster(a), cluster(b))
