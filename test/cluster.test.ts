@@ -1,12 +1,13 @@
 import { Etcd3 } from 'etcd3'
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../src/index.js'
+import type { Etcd3Locker } from '../src/index.js'
 import {
   deferCleanup,
   type EtcdCluster,
   type EtcdMember,
   keysUnder,
   newClient,
+  newLocker,
   startEtcd,
   uniquePrefix,
   untilKeyCount,
@@ -32,12 +33,14 @@ async function pickMember(cluster: EtcdCluster, kind: 'leader' | 'follower'): Pr
 }
 
 function locker(hosts: string[], prefix: string, patience?: number): Etcd3Locker {
-  const l = new Etcd3Locker(newClient(hosts), {
-    prefix,
-    ttl: 10,
-    ...(patience ? { acquireLockTimeout: patience, grantTimeout: patience } : {}),
-  })
-  deferCleanup(() => l.close())
+  const l = newLocker(
+    {
+      prefix,
+      ttl: 10,
+      ...(patience ? { acquireLockTimeout: patience, grantTimeout: patience } : {}),
+    },
+    hosts,
+  )
   return l
 }
 

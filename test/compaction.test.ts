@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../src/index.js'
+import type { Etcd3Locker } from '../src/index.js'
 import { QueueEntry } from '../src/queue-entry.js'
 import { Session } from '../src/session.js'
 import {
   deferCleanup,
   endpoints,
   newClient,
+  newLocker,
   signal,
   startProxy,
   type TcpProxy,
@@ -16,8 +17,7 @@ import {
 const never = () => new AbortController().signal
 
 function locker(hosts: string[], prefix: string): Etcd3Locker {
-  const l = new Etcd3Locker(newClient(hosts), { prefix, ttl: 10 })
-  deferCleanup(() => l.close())
+  const l = newLocker({ prefix, ttl: 10 }, hosts)
   return l
 }
 

@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../src/index.js'
 import { runTs } from './harness/child.js'
 import {
-  deferCleanup,
   endpoints,
   keysUnder,
   newClient,
+  newLocker,
   uniquePrefix,
   within,
 } from './harness/index.js'
@@ -24,8 +23,7 @@ describe('a holder that dies', () => {
     try {
       await within(holder.waitForLine('held'), 15_000, 'child holds the lock')
 
-      const locker = new Etcd3Locker(newClient(), { prefix, ttl: TTL })
-      deferCleanup(() => locker.close())
+      const locker = newLocker({ prefix, ttl: TTL })
       let acquiredAt = 0
       const acquired = locker
         .newLock('u')

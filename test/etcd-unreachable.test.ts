@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker, SessionUnavailableError } from '../src/index.js'
+import { SessionUnavailableError } from '../src/index.js'
 import {
   deferCleanup,
   type EtcdCluster,
   freePort,
-  newClient,
+  newLocker,
   startEtcd,
   uniquePrefix,
   within,
@@ -14,12 +14,14 @@ describe('etcd down at start', () => {
   it('lock() and ready() fail in time, naming the endpoint; once etcd is up the same locker works', async () => {
     const port = await freePort()
     const endpoint = `127.0.0.1:${port}`
-    const locker = new Etcd3Locker(newClient([endpoint]), {
-      prefix: uniquePrefix('down'),
-      acquireLockTimeout: 2_000,
-      grantTimeout: 1_000,
-    })
-    deferCleanup(() => locker.close())
+    const locker = newLocker(
+      {
+        prefix: uniquePrefix('down'),
+        acquireLockTimeout: 2_000,
+        grantTimeout: 1_000,
+      },
+      [endpoint],
+    )
 
     let started = Date.now()
     await expect(

@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../src/index.js'
 import { runProcess } from './harness/child.js'
 import {
-  deferCleanup,
   endpoints,
   keysUnder,
   newClient,
+  newLocker,
   signal,
   uniquePrefix,
   within,
@@ -30,8 +29,7 @@ describe("interop with etcd's own Mutex (etcdctl lock)", () => {
         5_000,
         'etcdctl holds',
       )
-      const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
-      deferCleanup(() => locker.close())
+      const locker = newLocker({ prefix, ttl: 10 })
       let holds = false
       const acquired = locker
         .newLock('upload-1')
@@ -52,8 +50,7 @@ describe("interop with etcd's own Mutex (etcdctl lock)", () => {
 
   it('while we hold, etcdctl lock stays blocked and our holder is asked to release', async () => {
     const prefix = uniquePrefix('we-hold')
-    const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
-    deferCleanup(() => locker.close())
+    const locker = newLocker({ prefix, ttl: 10 })
     const released = signal()
     const lock = locker.newLock('upload-2')
     await lock.lock(new AbortController().signal, () => released.fire())

@@ -2,9 +2,9 @@ import { ERRORS } from '@tus/utils'
 import { describe, expect, it } from 'vitest'
 import { Etcd3Locker, LockerClosedError } from '../src/index.js'
 import {
-  deferCleanup,
   keysUnder,
   newClient,
+  newLocker,
   signal,
   uniquePrefix,
   untilKeyCount,
@@ -12,8 +12,7 @@ import {
 } from './harness/index.js'
 
 function instance(prefix: string, acquireLockTimeout = 30_000) {
-  const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10, acquireLockTimeout })
-  deferCleanup(() => locker.close())
+  const locker = newLocker({ prefix, ttl: 10, acquireLockTimeout })
   return locker
 }
 

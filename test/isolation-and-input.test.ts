@@ -2,18 +2,10 @@ import { Etcd3 } from 'etcd3'
 import { afterAll, describe, expect, it } from 'vitest'
 import { defaultLockerOptions, Etcd3Locker, SessionUnavailableError } from '../src/index.js'
 import { escapeId, normalizePrefix } from '../src/keys.js'
-import {
-  deferCleanup,
-  freePort,
-  keysUnder,
-  newClient,
-  uniquePrefix,
-  within,
-} from './harness/index.js'
+import { freePort, keysUnder, newClient, newLocker, uniquePrefix, within } from './harness/index.js'
 
 function instance(prefix: string) {
-  const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10, acquireLockTimeout: 2_000 })
-  deferCleanup(() => locker.close())
+  const locker = newLocker({ prefix, ttl: 10, acquireLockTimeout: 2_000 })
   return locker
 }
 
@@ -134,8 +126,7 @@ describe('ready()', () => {
 
   it('rejects within grantTimeout, naming the endpoint, when etcd is unreachable', async () => {
     const endpoint = `127.0.0.1:${await freePort()}`
-    const locker = new Etcd3Locker(newClient([endpoint]), { grantTimeout: 500 })
-    deferCleanup(() => locker.close())
+    const locker = newLocker({ grantTimeout: 500 }, [endpoint])
     const started = Date.now()
     const error = await locker.ready().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(SessionUnavailableError)

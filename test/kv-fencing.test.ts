@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker, LockLostError } from '../src/index.js'
+import { LockLostError } from '../src/index.js'
 import {
   deferCleanup,
   endpoints,
-  newClient,
+  newLocker,
   signal,
   startProxy,
   uniquePrefix,
@@ -20,10 +20,8 @@ describe('fenced KV writes', () => {
       const prefix = uniquePrefix('fence')
       const proxy = await startProxy(endpoints()[0] ?? '')
       deferCleanup(() => proxy.close())
-      const deposed = new Etcd3Locker(newClient([proxy.endpoint]), { prefix, ttl: TTL })
-      deferCleanup(() => deposed.close())
-      const next = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
-      deferCleanup(() => next.close())
+      const deposed = newLocker({ prefix, ttl: TTL }, [proxy.endpoint])
+      const next = newLocker({ prefix, ttl: 10 })
       const deposedStore = deposed.kvStore<{ by: string }>({ leasing })
       const nextStore = next.kvStore<{ by: string }>({ leasing })
 
@@ -59,8 +57,7 @@ describe('fenced KV writes', () => {
 
   it('writes of an upload this process does not hold are not fenced', async () => {
     const prefix = uniquePrefix('unfenced')
-    const locker = new Etcd3Locker(newClient(), { prefix })
-    deferCleanup(() => locker.close())
+    const locker = newLocker({ prefix })
     await locker.kvStore().set('free', { id: 'free' } as never)
     expect(await locker.kvStore().get('free')).toEqual({ id: 'free' })
   })

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../src/index.js'
 import { runTs } from './harness/child.js'
-import { deferCleanup, endpoints, newClient, uniquePrefix, within } from './harness/index.js'
+import { deferCleanup, endpoints, newLocker, uniquePrefix, within } from './harness/index.js'
 
 const TTL = 3
 
@@ -10,8 +9,7 @@ describe('a foreign write while another instance holds the cache lease', () => {
     'completes within the owner TTL + 1 s when the owner gets %s (resumed after SIGSTOP, it serves no stale value)',
     async (signal) => {
       const prefix = uniquePrefix(`kv-${signal}`)
-      const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
-      deferCleanup(() => locker.close())
+      const locker = newLocker({ prefix, ttl: 10 })
       const writer = locker.kvStore<{ v: number }>()
       await writer.set('upload', { v: 1 })
 

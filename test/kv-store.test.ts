@@ -1,10 +1,16 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3KvStore, Etcd3Locker } from '../src/index.js'
-import { deferCleanup, keysUnder, newClient, uniquePrefix, within } from './harness/index.js'
+import { Etcd3KvStore } from '../src/index.js'
+import {
+  deferCleanup,
+  keysUnder,
+  newClient,
+  newLocker,
+  uniquePrefix,
+  within,
+} from './harness/index.js'
 
 function lockerAt(prefix: string, ttl = 10) {
-  const locker = new Etcd3Locker(newClient(), { prefix, ttl })
-  deferCleanup(() => locker.close())
+  const locker = newLocker({ prefix, ttl })
   return locker
 }
 

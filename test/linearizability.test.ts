@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../src/index.js'
-import { deferCleanup, newClient, uniquePrefix } from './harness/index.js'
+import { newLocker, uniquePrefix } from './harness/index.js'
 import { findViolation, type Operation } from './harness/linearizability.js'
 
 const op = (
@@ -74,8 +73,7 @@ describe('two leasing KV stores on two clients', () => {
       const next = random(seed)
       const prefix = uniquePrefix('linear')
       const stores = [0, 1].map(() => {
-        const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
-        deferCleanup(() => locker.close())
+        const locker = newLocker({ prefix, ttl: 10 })
         return locker.kvStore<string>({ revokeBackoff })
       })
       const keys = ['k0', 'k1', 'k2']

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker, SessionLostError } from '../src/index.js'
+import { SessionLostError } from '../src/index.js'
 import {
   deferCleanup,
   endpoints,
   keysUnder,
   newClient,
+  newLocker,
   signal,
   startProxy,
   uniquePrefix,
@@ -14,14 +15,12 @@ import {
 async function behindProxy(prefix: string, ttl: number, acquireLockTimeout = 30_000) {
   const proxy = await startProxy(endpoints()[0] ?? '')
   deferCleanup(() => proxy.close())
-  const locker = new Etcd3Locker(newClient([proxy.endpoint]), { prefix, ttl, acquireLockTimeout })
-  deferCleanup(() => locker.close())
+  const locker = newLocker({ prefix, ttl, acquireLockTimeout }, [proxy.endpoint])
   return { proxy, locker }
 }
 
 function direct(prefix: string, ttl: number) {
-  const locker = new Etcd3Locker(newClient(), { prefix, ttl })
-  deferCleanup(() => locker.close())
+  const locker = newLocker({ prefix, ttl })
   return locker
 }
 

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../src/index.js'
 import {
-  deferCleanup,
   keysUnder,
   newClient,
+  newLocker,
   signal,
   uniquePrefix,
   untilKeyCount,
@@ -12,8 +11,7 @@ import {
 
 /** One simulated tus instance: its own etcd client and locker. */
 function instance(prefix: string, options: { acquireLockTimeout?: number; ttl?: number } = {}) {
-  const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10, ...options })
-  deferCleanup(() => locker.close())
+  const locker = newLocker({ prefix, ttl: 10, ...options })
   return locker
 }
 

@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { Etcd3, type IOptions } from 'etcd3'
 import { afterEach, inject } from 'vitest'
+import { Etcd3Locker, type LockerOptions } from '../../src/index.js'
 
 export { type EtcdCluster, type EtcdMember, freePort, startEtcd } from './etcd.js'
 export { startProxy, type TcpProxy } from './proxy.js'
@@ -29,6 +30,13 @@ export function newClient(hosts: string[] = endpoints(), options: Partial<IOptio
   const client = new Etcd3({ hosts, ...options })
   clients.push(client)
   return client
+}
+
+/** An Etcd3Locker on a client of its own (one simulated instance), closed after the test. */
+export function newLocker(options: LockerOptions, hosts: string[] = endpoints()): Etcd3Locker {
+  const locker = new Etcd3Locker(newClient(hosts), options)
+  deferCleanup(() => locker.close())
+  return locker
 }
 
 /** A prefix no other test uses, so tests sharing one etcd never see each other's keys. */
@@ -92,15 +100,12 @@ export function etcdctl(args: string[], hosts: string[] = endpoints()): Promise<
 export async function untilKeyCount(client: Etcd3, prefix: string, count: number): Promise<void> {
   const watcher = await client.watch().prefix(prefix).create()
   try {
-    const enough = async () => (await keysUnder(client, prefix)).length >= count
-    if (await enough()) return
-    await new Promise<void>((resolve) => {
-      watcher.on('put', () => {
-        enough().then(
-          (ok) => ok && resolve(),
-          () => {},
-        )
-      })
+    await new Promise<void>((resolve, reject) => {
+      // Listen before the first count: a put during that count's round trip must not be missed.
+      const recount = () =>
+        keysUnder(client, prefix).then((keys) => keys.length >= count && resolve(), reject)
+      watcher.on('put', recount)
+      recount()
     })
   } finally {
     await watcher.cancel()
