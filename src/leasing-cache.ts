@@ -1,4 +1,4 @@
-import type { Namespace } from 'etcd3'
+import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
 import { backoffMs, callOptions, isRetryable } from './etcd-calls.js'
 import type { KeyedSerial } from './keyed-serial.js'
 import { kvLeasePrefix, kvValuePrefix } from './keys.js'
@@ -82,15 +82,23 @@ export class LeasingCache {
     const session = await this.keeper.session()
     const valueKey = this.valueKey(key)
     const leaseKey = this.leaseKey(key)
-    if (this.inBackoff(key)) {
-      return (await this.client.get(valueKey).options(callOptions()).string()) ?? undefined
+    const plainRead = async () =>
+      (await this.client.get(valueKey).options(callOptions()).string()) ?? undefined
+    if (this.inBackoff(key)) return plainRead()
+    let res: Awaited<ReturnType<ReturnType<Namespace['if']>['commit']>>
+    try {
+      res = await this.client
+        .if(leaseKey, 'Create', '==', 0)
+        .then(this.client.put(leaseKey).value('').lease(session.leaseId), this.client.get(valueKey))
+        .else(this.client.get(valueKey), this.client.get(leaseKey))
+        .options(callOptions())
+        .commit()
+    } catch (error) {
+      if (!(error instanceof EtcdLeaseInvalidError)) throw error
+      // The session ended under us: nothing to cache under it; the next read gets a new one.
+      session.markLost('etcd says the lease is gone')
+      return plainRead()
     }
-    const res = await this.client
-      .if(leaseKey, 'Create', '==', 0)
-      .then(this.client.put(leaseKey).value('').lease(session.leaseId), this.client.get(valueKey))
-      .else(this.client.get(valueKey), this.client.get(leaseKey))
-      .options(callOptions())
-      .commit()
     const value = res.responses[res.succeeded ? 1 : 0]?.response_range?.kvs[0]?.value.toString()
     if (res.succeeded) {
       this.install(key, value, BigInt(res.header.revision), session)
@@ -136,6 +144,7 @@ export class LeasingCache {
     if (this.entries.get(key) !== entry) return
     this.drop(key, entry)
     this.counters.revokes++
+    this.pruneReleased()
     this.releasedAt.set(key, Date.now())
     log.locker('kv %s: cache lease given up (%s)', key, why)
     // After any local write of the key in flight: it was guarded by the lease we still hold.
@@ -166,6 +175,15 @@ export class LeasingCache {
       }
     }
     return attempt(0)
+  }
+
+  /** Forgets give-ups older than the back-off, so the map stays as small as the busy keys. */
+  private pruneReleased(): void {
+    if (this.releasedAt.size < 1_000) return
+    const now = Date.now()
+    for (const [key, at] of this.releasedAt) {
+      if (now - at >= this.revokeBackoff) this.releasedAt.delete(key)
+    }
   }
 
   private inBackoff(key: string): boolean {

@@ -80,3 +80,21 @@ describe('leasing cache', () => {
     })
   })
 })
+
+describe('leasing cache and a lease etcd no longer knows', () => {
+  it('a read whose session was revoked behind its back returns the value, then works on a new session', async () => {
+    const prefix = uniquePrefix('kv-revoked')
+    const locker = lockerAt(prefix)
+    const leases: string[] = []
+    locker.on('sessionGranted', ({ lease }) => leases.push(lease))
+    const store = locker.kvStore<{ v: number }>()
+    await store.set('a', { v: 1 })
+    await store.set('b', { v: 2 })
+    expect(await store.get('a')).toEqual({ v: 1 })
+    // Someone (an operator, a buggy tool) revokes the lease while the session still trusts it.
+    await newClient().leaseClient.leaseRevoke({ ID: BigInt(`0x${leases[0]}`).toString() })
+    expect(await store.get('b')).toEqual({ v: 2 })
+    expect(await store.get('a')).toEqual({ v: 1 })
+    expect(leases).toHaveLength(2)
+  })
+})
