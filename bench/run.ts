@@ -1,89 +1,105 @@
 /**
- * `npm run bench`: what the package costs, as ratios against baselines measured in the same run.
+ * `npm run bench`: what a lock costs, against the etcd floor and the alternatives, in one run.
  *
- * Scenarios run in interleaved rounds (A, B, C, A, B, C, ...) so that machine drift hits every
- * side alike; each reports the median and p99 of its per-operation times over all rounds.
- * Uses ETCD_ENDPOINTS when set, otherwise starts (and stops) a local etcd member.
+ * Every ratio compares two sides measured in the same run, in interleaved rounds, so machine
+ * drift hits both. Uses ETCD_ENDPOINTS when set, else starts (and stops) a local etcd member.
+ * Writes bench/results.json and bench/results.svg. BENCH_QUICK=1: a few iterations of each.
  */
 import { writeFileSync } from 'node:fs'
-import { MemoryKvStore } from '@tus/utils'
-import { Etcd3 } from 'etcd3'
-import { Etcd3Locker } from '../src/index.js'
+import { cpus, totalmem } from 'node:os'
+import { pathToFileURL } from 'node:url'
 import { startEtcd } from '../test/harness/etcd.js'
+import { barChart } from './chart.js'
+import { endToEnd } from './e2e.js'
+import { scale } from './scale.js'
+import {
+  type BenchContext,
+  handOver,
+  kvStore,
+  lockCycle,
+  type Result,
+  throughput,
+} from './scenarios.js'
 
-interface Scenario {
-  name: string
-  /** One operation; resolves when done. */
-  run(): Promise<unknown>
+export const SCENARIOS = { lockCycle, throughput, handOver, kvStore, endToEnd, scale }
+
+export interface BenchRun {
+  machine: string
+  date: string
+  seconds: number
+  results: Result[]
 }
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15)
-const OPS_PER_ROUND = Number(process.env.BENCH_OPS ?? 200)
-
-async function measure(scenarios: Scenario[]): Promise<Map<string, number[]>> {
-  const samples = new Map(scenarios.map((s) => [s.name, [] as number[]]))
-  for (const s of scenarios) for (let i = 0; i < 20; i++) await s.run() // warm up
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const s of scenarios) {
-      const times = samples.get(s.name) ?? []
-      for (let i = 0; i < OPS_PER_ROUND; i++) {
-        const start = process.hrtime.bigint()
-        await s.run()
-        times.push(Number(process.hrtime.bigint() - start) / 1e3)
-      }
+/** Runs the scenarios (all by default) against `hosts`; closes all it opened. */
+export async function runBench(options: {
+  hosts: string[]
+  quick?: boolean
+  only?: Array<keyof typeof SCENARIOS>
+  log?: (line: string) => void
+}): Promise<BenchRun> {
+  const started = performance.now()
+  const results: Result[] = []
+  for (const name of options.only ?? (Object.keys(SCENARIOS) as Array<keyof typeof SCENARIOS>)) {
+    const cleanups: Array<() => unknown> = []
+    const ctx: BenchContext = {
+      hosts: options.hosts,
+      prefix: `/bench-${process.pid}-${name}`,
+      quick: options.quick ?? false,
+      defer: (cleanup) => cleanups.push(cleanup),
     }
+    const scenarioStart = performance.now()
+    try {
+      results.push(...(await SCENARIOS[name](ctx)))
+    } finally {
+      for (const cleanup of cleanups.reverse()) await cleanup()
+    }
+    options.log?.(`${name}: ${((performance.now() - scenarioStart) / 1e3).toFixed(1)} s`)
   }
-  return samples
+  return {
+    machine: `${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    date: new Date().toISOString(),
+    seconds: Number(((performance.now() - started) / 1e3).toFixed(1)),
+    results,
+  }
 }
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN
+/** The results as a Markdown table, as the README shows them. */
+export function markdownTable(run: BenchRun): string {
+  const lines = [
+    '| scenario | measure | median | p99 | unit | goal |',
+    '|---|---|---:|---:|---|---|',
+  ]
+  for (const r of run.results) {
+    const goal = r.goal ? `${r.goal.higherIsBetter ? '>=' : '<='} ${r.goal.value}` : ''
+    lines.push(`| ${r.scenario} | ${r.name} | ${r.value} | ${r.p99 ?? ''} | ${r.unit} | ${goal} |`)
+  }
+  return lines.join('\n')
 }
 
-const given = process.env.ETCD_ENDPOINTS?.split(',')
-const etcd = given ? undefined : await startEtcd(1)
-const hosts = given ?? etcd?.endpoints ?? []
-const client = new Etcd3({ hosts })
-const prefix = `/bench-${process.pid}`
-const locker = new Etcd3Locker(client, { prefix })
-try {
-  const upload = { id: 'bench', size: 1_048_576, offset: 524_288, metadata: { filename: 'a.bin' } }
-  const cached = locker.kvStore<typeof upload>()
-  const uncached = locker.kvStore<typeof upload>({ leasing: false })
-  const memory = new MemoryKvStore<typeof upload>()
-  await cached.set('bench', upload)
-  await memory.set('bench', upload)
-  const results = await measure([
-    { name: 'kv get, cached (leased)', run: () => cached.get('bench') },
-    { name: 'kv get, uncached (etcd read)', run: () => uncached.get('bench') },
-    { name: 'MemoryKvStore get', run: () => memory.get('bench') },
-  ])
-  const rows = [...results].map(([name, times]) => ({
-    name,
-    medianMicros: Number(percentile(times, 50).toFixed(2)),
-    p99Micros: Number(percentile(times, 99).toFixed(2)),
-    samples: times.length,
-  }))
-  const median = (name: string) =>
-    rows.find((r) => r.name.startsWith(name))?.medianMicros ?? Number.NaN
-  const ratios = {
-    'uncached get / cached get': Number(
-      (median('kv get, uncached') / median('kv get, cached')).toFixed(1),
-    ),
-    'cached get / MemoryKvStore get': Number(
-      (median('kv get, cached') / median('MemoryKvStore')).toFixed(2),
-    ),
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const given = process.env.ETCD_ENDPOINTS?.split(',')
+  const etcd = given ? undefined : await startEtcd(1)
+  try {
+    const run = await runBench({
+      hosts: given ?? etcd?.endpoints ?? [],
+      quick: process.env.BENCH_QUICK === '1',
+      log: (line) => console.error(line),
+    })
+    console.log(markdownTable(run))
+    console.log(`\n${run.machine}; ${run.seconds} s`)
+    writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(run, null, 2)}\n`)
+    const bars = run.results
+      .filter((r) => r.unit === 'ratio')
+      .map((r) => ({
+        label: `${r.scenario}: ${r.name}`,
+        value: r.value,
+        ...(r.goal ? { goal: r.goal } : {}),
+      }))
+    writeFileSync(
+      new URL('./results.svg', import.meta.url),
+      barChart(`tus-etcd3-locker: ratios against same-run baselines (${run.machine})`, bars),
+    )
+  } finally {
+    await etcd?.stop()
   }
-  console.table(rows)
-  console.table(ratios)
-  console.log(`cache counters: ${JSON.stringify(cached.counters)}`)
-  writeFileSync(
-    new URL('./results.json', import.meta.url),
-    `${JSON.stringify({ date: new Date().toISOString(), rounds: ROUNDS, opsPerRound: OPS_PER_ROUND, rows, ratios }, null, 2)}\n`,
-  )
-} finally {
-  await locker.close()
-  client.close()
-  await etcd?.stop()
 }

@@ -10,6 +10,8 @@ import { deletedOrInterrupted } from './watch.js'
 export interface Predecessor {
   key: string
   revision: bigint
+  /** No other entry is older: once this one is deleted, ours holds the lock. */
+  last: boolean
 }
 
 /**
@@ -70,20 +72,24 @@ export class QueueEntry {
       .prefix(this.queuePrefix)
       .maxCreateRevision(rev.toString())
       .sort('Create', 'Descend')
-      .limit(2)
+      .limit(3) // ours, the predecessor, and whether anything is older still
       .options(callOptions())
       .exec()
-    const [mine, before] = res.kvs
+    const [mine, before, older] = res.kvs
     if (mine === undefined || createRevision(mine) !== rev) throw new LockLostError(this.key)
     if (before === undefined) return undefined
-    return { key: before.key.toString(), revision: BigInt(res.header.revision) }
+    return {
+      key: before.key.toString(),
+      revision: BigInt(res.header.revision),
+      last: older === undefined,
+    }
   }
 
   /**
-   * Waits until `predecessor` is deleted, or its watch is interrupted (the caller looks again).
-   * Rejects with `signal.reason` when the signal aborts.
+   * Waits until `predecessor` is deleted (`'deleted'`), or its watch is interrupted
+   * (`'interrupted'`: the caller looks again). Rejects with `signal.reason` when the signal aborts.
    */
-  waitForDelete(predecessor: Predecessor, signal: AbortSignal): Promise<void> {
+  waitForDelete(predecessor: Predecessor, signal: AbortSignal): Promise<'deleted' | 'interrupted'> {
     return deletedOrInterrupted(this.client, predecessor.key, predecessor.revision + 1n, signal)
   }
 

@@ -79,7 +79,7 @@ describe('compaction', () => {
     const entry = new QueueEntry(client, `${prefix}/u/`, session)
     // Revision 1 is long compacted: etcd cancels the watch, and waitForDelete must return.
     await within(
-      entry.waitForDelete({ key: `${prefix}/u/holder`, revision: 1n }, never()),
+      entry.waitForDelete({ key: `${prefix}/u/holder`, revision: 1n, last: true }, never()),
       2_000,
       'waitForDelete returns on a compacted revision',
     )

@@ -1,0 +1,104 @@
+/**
+ * Scenario 8: one process holding N locks while another locker of the same process waits on all
+ * of them: memory per lock, watchers and streams used, time until every waiter holds once the
+ * holder closes.
+ */
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import type { Etcd3 } from 'etcd3'
+import { type BenchContext, client, locker, type Result } from './scenarios.js'
+import { round } from './stats.js'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+const never = () => new AbortController().signal
+const noop = () => {}
+
+function heapAfterGc(): number {
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed
+}
+
+/** Watchers the etcd3 client multiplexes on its watch stream (private, read for this report). */
+function watcherCount(etcd: Etcd3): number {
+  const manager = (etcd as unknown as { watchManager?: { watchers?: unknown[] } }).watchManager
+  return manager?.watchers?.length ?? 0
+}
+
+async function inBatches(count: number, size: number, op: (i: number) => Promise<unknown>) {
+  for (let start = 0; start < count; start += size) {
+    await Promise.all(
+      Array.from({ length: Math.min(size, count - start) }, (_, k) => op(start + k)),
+    )
+  }
+}
+
+export async function scale(ctx: BenchContext): Promise<Result[]> {
+  const count = ctx.quick ? 50 : 10_000
+  const holderClient = client(ctx)
+  const waiterClient = client(ctx)
+  const holder = locker(ctx, holderClient)
+  const waiter = locker(ctx, waiterClient)
+  await Promise.all([holder.ready(), waiter.ready()])
+  const before = heapAfterGc()
+
+  const holdStart = performance.now()
+  await inBatches(count, 500, (i) => holder.newLock(`scale-${i}`).lock(never(), noop))
+  const holdSeconds = (performance.now() - holdStart) / 1e3
+
+  const acquired: Promise<unknown>[] = []
+  let queued = 0
+  waiter.on('releaseRequested', noop)
+  holder.on('releaseRequested', () => queued++)
+  const waitStart = performance.now()
+  for (let i = 0; i < count; i++) {
+    const lock = waiter.newLock(`scale-${i}`)
+    acquired.push(lock.lock(never(), noop).then(() => lock))
+  }
+  // Every holder hears its waiter: then all waiters are in etcd's queues.
+  while (queued < count) await new Promise((resolve) => setTimeout(resolve, 50))
+  const queueSeconds = (performance.now() - waitStart) / 1e3
+  const during = heapAfterGc()
+  const watchers = watcherCount(holderClient) + watcherCount(waiterClient)
+
+  const closeStart = performance.now()
+  await holder.close()
+  const locks = await Promise.all(acquired)
+  const releaseSeconds = (performance.now() - closeStart) / 1e3
+  await inBatches(locks.length, 500, (i) => (locks[i] as { unlock(): Promise<void> }).unlock())
+
+  const S = `scale (${count} held + ${count} waiting)`
+  return [
+    {
+      scenario: S,
+      name: 'heap per lock or waiter',
+      unit: 'bytes',
+      value: round((during - before) / (2 * count), 0),
+    },
+    {
+      scenario: S,
+      name: 'watchers (on 2 clients, one watch stream each)',
+      unit: 'count',
+      value: watchers,
+    },
+    {
+      scenario: S,
+      name: `time to hold ${count} locks`,
+      unit: 'ms',
+      value: round(holdSeconds * 1e3, 0),
+    },
+    {
+      scenario: S,
+      name: `time to queue ${count} waiters`,
+      unit: 'ms',
+      value: round(queueSeconds * 1e3, 0),
+    },
+    {
+      scenario: S,
+      name: 'close() -> every waiter holds',
+      unit: 'ms',
+      value: round(releaseSeconds * 1e3, 0),
+    },
+  ]
+}
