@@ -13,8 +13,12 @@ export function barChart(title: string, bars: Bar[]): string {
   const rowHeight = 30
   const top = 50
   const height = top + bars.length * rowHeight + 40
-  const max = Math.max(1.2, ...bars.flatMap((b) => [b.value, b.goal?.value ?? 0])) * 1.1
-  const x = (v: number) => left + (v / max) * (width - left - 60)
+  // A log scale: ratios run from below 1 to several hundred.
+  const values = bars.flatMap((b) => [b.value, b.goal?.value ?? 1]).filter((v) => v > 0)
+  const lo = Math.log10(Math.min(0.1, ...values))
+  const hi = Math.log10(Math.max(10, ...values) * 1.5)
+  const x = (v: number) =>
+    left + ((Math.log10(Math.max(v, 10 ** lo)) - lo) / (hi - lo)) * (width - left - 60)
   const escapeXml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;')
   const rows = bars.map((bar, i) => {
     const y = top + i * rowHeight
@@ -42,6 +46,7 @@ export function barChart(title: string, bars: Bar[]): string {
     `<text x="10" y="25" font-size="15" font-weight="bold">${escapeXml(title)}</text>`,
     `<line x1="${x(1)}" x2="${x(1)}" y1="${top - 8}" y2="${height - 30}" stroke="#9ca3af"/>`,
     `<text x="${x(1)}" y="${height - 14}" font-size="11" text-anchor="middle">1.0</text>`,
+    `<text x="${width - 10}" y="${height - 14}" font-size="11" text-anchor="end">log scale</text>`,
     ...rows,
     `<text x="10" y="${height - 14}" font-size="11">dashed: goal; green: goal met; grey: no goal</text>`,
     '</svg>',

@@ -6,7 +6,8 @@
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { Etcd3 } from 'etcd3'
-import { type BenchContext, client, locker, type Result } from './scenarios.js'
+import { Etcd3Locker } from '../src/index.js'
+import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
 
 setFlagsFromString('--expose-gc')
@@ -38,8 +39,12 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   const count = ctx.quick ? 50 : 10_000
   const holderClient = client(ctx)
   const waiterClient = client(ctx)
-  const holder = locker(ctx, holderClient)
-  const waiter = locker(ctx, waiterClient)
+  // Ten minutes to acquire: this scenario measures capacity, not patience.
+  const patient = { prefix: ctx.prefix, acquireLockTimeout: 600_000 }
+  const holder = new Etcd3Locker(holderClient, patient)
+  const waiter = new Etcd3Locker(waiterClient, patient)
+  ctx.defer(() => waiter.close())
+  ctx.defer(() => holder.close())
   await Promise.all([holder.ready(), waiter.ready()])
   const before = heapAfterGc()
 
@@ -47,17 +52,23 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   await inBatches(count, 500, (i) => holder.newLock(`scale-${i}`).lock(never(), noop))
   const holdSeconds = (performance.now() - holdStart) / 1e3
 
-  const acquired: Promise<unknown>[] = []
-  let queued = 0
-  waiter.on('releaseRequested', noop)
-  holder.on('releaseRequested', () => queued++)
   const waitStart = performance.now()
-  for (let i = 0; i < count; i++) {
+  let failed: unknown
+  const acquired = Array.from({ length: count }, (_, i) => {
     const lock = waiter.newLock(`scale-${i}`)
-    acquired.push(lock.lock(never(), noop).then(() => lock))
+    return lock.lock(never(), noop).then(
+      () => lock,
+      (error: unknown) => {
+        failed = error
+        return lock
+      },
+    )
+  })
+  // All queued once etcd holds 2 x count keys under the prefix (a bench may poll).
+  while ((await holderClient.getAll().prefix(`${ctx.prefix}/`).count()) < 2 * count) {
+    if (failed) throw failed
+    await new Promise((resolve) => setTimeout(resolve, 100))
   }
-  // Every holder hears its waiter: then all waiters are in etcd's queues.
-  while (queued < count) await new Promise((resolve) => setTimeout(resolve, 50))
   const queueSeconds = (performance.now() - waitStart) / 1e3
   const during = heapAfterGc()
   const watchers = watcherCount(holderClient) + watcherCount(waiterClient)
@@ -65,6 +76,7 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   const closeStart = performance.now()
   await holder.close()
   const locks = await Promise.all(acquired)
+  if (failed) throw failed
   const releaseSeconds = (performance.now() - closeStart) / 1e3
   await inBatches(locks.length, 500, (i) => (locks[i] as { unlock(): Promise<void> }).unlock())
 

@@ -1,6 +1,7 @@
 import { ERRORS, type Lock, type RequestRelease } from '@tus/utils'
 import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
 import { abortable, delay, LinkedAbort, settledWithin } from './abort.js'
+import type { ContentionWatch } from './contention-watch.js'
 import { backoffMs, isRetryable } from './etcd-calls.js'
 import type { LockerEvents } from './events.js'
 import type { LocalQueue } from './local-queue.js'
@@ -16,6 +17,8 @@ export interface LockContext {
   readonly closing: AbortSignal
   session(): Promise<Session>
   localQueue(queuePrefix: string): LocalQueue<Etcd3Lock>
+  /** Tells holders about waiters elsewhere (protocol step 4), for every lock of the locker. */
+  readonly contention: ContentionWatch
   /** Drops the local queue of `queuePrefix` once it is empty. */
   forgetQueue(queuePrefix: string): void
   emit<K extends keyof LockerEvents>(event: K, ...info: LockerEvents[K]): void
@@ -103,8 +106,14 @@ export class Etcd3Lock implements Lock {
     if (entry.session.isLost) this.onSessionLost()
     if (queue.size > 1) this.askToRelease('a request of this process waits')
     const timer = setTimeout(() => {
-      if (this.state !== 'held' || this.releaseRequested) return
-      this.stopWatching = entry.watchContention(() => this.askToRelease('another client queued'))
+      const revision = entry.revision
+      if (this.state !== 'held' || this.releaseRequested || revision === undefined) return
+      this.stopWatching = this.context.contention.register(
+        this.queuePrefix,
+        entry.key,
+        revision,
+        () => this.askToRelease('another client queued'),
+      )
     }, CONTENTION_WATCH_DELAY_MS)
     this.stopWatching = () => clearTimeout(timer)
   }

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import type { Locker, Upload } from '@tus/utils'
 import type { Namespace } from 'etcd3'
+import { ContentionWatch } from './contention-watch.js'
 import type { LockerEvents } from './events.js'
 import { lockQueuePrefix } from './keys.js'
 import { Etcd3KvStore, type Fence, type KvStoreOptions } from './kv-store.js'
@@ -33,6 +34,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   private readonly queues = new Map<string, LocalQueue<Etcd3Lock>>()
   private readonly context: LockContext
   private readonly keeper: SessionKeeper
+  private readonly contention: ContentionWatch
   private readonly kvStores = new Map<string, Etcd3KvStore<unknown>>()
 
   /**
@@ -61,11 +63,13 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
         lost: (session, reason) => this.emit('sessionLost', { lease: session.leaseHex, reason }),
       },
     )
+    this.contention = new ContentionWatch(client, this.options.prefix)
     this.context = {
       client,
       acquireLockTimeout: this.options.acquireLockTimeout,
       closing: this.keeper.closing,
       session: () => this.keeper.session(),
+      contention: this.contention,
       localQueue: (queuePrefix) => this.localQueue(queuePrefix),
       forgetQueue: (queuePrefix) => {
         if (this.queues.get(queuePrefix)?.size === 0) this.queues.delete(queuePrefix)
@@ -125,7 +129,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
    * does every later one. Idempotent; never rejects.
    */
   close(): Promise<void> {
-    return this.keeper.close()
+    return this.keeper.close().finally(() => this.contention.close())
   }
 
   /** The lock key of upload `key` while this locker holds it. */

@@ -94,65 +94,6 @@ export class QueueEntry {
   }
 
   /**
-   * Protocol step 4: calls `onContended` once when another entry joins the queue after ours
-   * (a waiter of any process, `etcdctl lock`, tusd). Watches from our revision + 1, so waiters that
-   * queued while we waited count too, and the watch need not be set up before we hold.
-   * Returns a function that stops watching.
-   */
-  watchContention(onContended: () => void): () => void {
-    const after = this.mustHaveRevision() + 1n
-    let stopped = false
-    let watcher: ReturnType<ReturnType<Namespace['watch']>['watcher']> | undefined
-    const stop = () => {
-      if (stopped) return
-      stopped = true
-      watcher?.cancel().catch(() => undefined)
-    }
-    const contended = () => {
-      if (stopped) return
-      stop()
-      onContended()
-    }
-    const watchFrom = (revision: bigint) => {
-      if (stopped) return
-      const current = this.client
-        .watch()
-        .prefix(this.queuePrefix)
-        .startRevision(revision.toString())
-        .watcher()
-      watcher = current
-      current.on('put', (kv) => {
-        if (kv.key.toString() !== this.key) contended()
-      })
-      // Cancelled by etcd (compaction) or stream broken: events may be lost, read the queue.
-      const restart = () => {
-        if (stopped || watcher !== current) return
-        watcher = undefined
-        current.cancel().catch(() => undefined)
-        lookAgain(0)
-      }
-      current.on('error', restart)
-      current.on('disconnected', restart)
-    }
-    const lookAgain = (attempt: number) => {
-      if (stopped) return
-      this.client
-        .getAll()
-        .prefix(this.queuePrefix)
-        .minCreateRevision(after.toString())
-        .limit(1)
-        .options(callOptions())
-        .exec()
-        .then(
-          (res) => (res.kvs.length > 0 ? contended() : watchFrom(BigInt(res.header.revision) + 1n)),
-          () => setTimeout(() => lookAgain(attempt + 1), backoffMs(attempt)).unref(),
-        )
-    }
-    watchFrom(after)
-    return stop
-  }
-
-  /**
    * Protocol steps 5 and 6: deletes our key if it is still the one we created, retrying until etcd
    * answers or the session ends (its keys then go with the lease). Waits for an enqueue still in
    * flight, so a request that gives up mid-enqueue leaves no key behind. Never rejects.
