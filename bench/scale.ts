@@ -54,20 +54,27 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
 
   const waitStart = performance.now()
   let failed: unknown
-  const acquired = Array.from({ length: count }, (_, i) => {
-    const lock = waiter.newLock(`scale-${i}`)
-    return lock.lock(never(), noop).then(
-      () => lock,
-      (error: unknown) => {
-        failed = error
-        return lock
-      },
-    )
-  })
-  // All queued once etcd holds 2 x count keys under the prefix (a bench may poll).
-  while ((await holderClient.getAll().prefix(`${ctx.prefix}/`).count()) < 2 * count) {
-    if (failed) throw failed
-    await new Promise((resolve) => setTimeout(resolve, 100))
+  const acquired: Array<Promise<{ unlock(): Promise<void> }>> = []
+  // Waiters join 500 at a time, each batch queued in etcd before the next (a bench may poll): a
+  // burst of 10 000 simultaneous lock() calls outruns the 2 s call deadline on a small machine.
+  for (let start = 0; start < count; start += 500) {
+    for (let i = start; i < Math.min(count, start + 500); i++) {
+      const lock = waiter.newLock(`scale-${i}`)
+      acquired.push(
+        lock.lock(never(), noop).then(
+          () => lock,
+          (error: unknown) => {
+            failed = error
+            return lock
+          },
+        ),
+      )
+    }
+    const queued = count + Math.min(count, start + 500)
+    while ((await holderClient.getAll().prefix(`${ctx.prefix}/`).count()) < queued) {
+      if (failed) throw failed
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
   }
   const queueSeconds = (performance.now() - waitStart) / 1e3
   const during = heapAfterGc()

@@ -137,10 +137,19 @@ export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<E
     }
     return member
   })
+  // A crash of this process must not leave etcd running: SIGKILL the members on exit.
+  const killOnExit = () => {
+    for (const m of members) {
+      const pid = m.pid()
+      if (pid !== undefined) process.kill(pid, 'SIGKILL')
+    }
+  }
+  process.once('exit', killOnExit)
   const cluster: EtcdCluster = {
     members,
     endpoints: members.map((m) => m.endpoint),
     stop: async () => {
+      process.removeListener('exit', killOnExit)
       await Promise.all(members.map((m) => m.kill()))
       rmSync(root, { recursive: true, force: true })
     },
