@@ -4,6 +4,7 @@ import { abortable, delay, LinkedAbort, settledWithin } from './abort.js'
 import type { ContentionWatch } from './contention-watch.js'
 import { backoffMs, isRetryable } from './etcd-calls.js'
 import type { LockerEvents } from './events.js'
+import type { InFlightLimit } from './in-flight-limit.js'
 import type { LocalQueue } from './local-queue.js'
 import { log } from './log.js'
 import { QueueEntry } from './queue-entry.js'
@@ -19,6 +20,8 @@ export interface LockContext {
   localQueue(queuePrefix: string): LocalQueue<Etcd3Lock>
   /** Tells holders about waiters elsewhere (protocol step 4), for every lock of the locker. */
   readonly contention: ContentionWatch
+  /** Caps this locker's etcd calls in flight (a burst queues here, not inside etcd). */
+  readonly limit: InFlightLimit
   /** Drops the local queue of `queuePrefix` once it is empty. */
   forgetQueue(queuePrefix: string): void
   emit<K extends keyof LockerEvents>(event: K, ...info: LockerEvents[K]): void
@@ -150,7 +153,12 @@ export class Etcd3Lock implements Lock {
     for (let attempt = 0; ; attempt++) {
       const session = await abortable(this.context.session(), stop.signal)
       stop.link(session.signal)
-      const entry = new QueueEntry(this.context.client, this.queuePrefix, session)
+      const entry = new QueueEntry(
+        this.context.client,
+        this.queuePrefix,
+        session,
+        this.context.limit,
+      )
       this.entry = entry
       try {
         if (await abortable(entry.enqueue(), stop.signal)) return entry

@@ -3,6 +3,7 @@ import type { Locker, Upload } from '@tus/utils'
 import type { Namespace } from 'etcd3'
 import { ContentionWatch } from './contention-watch.js'
 import type { LockerEvents } from './events.js'
+import { InFlightLimit } from './in-flight-limit.js'
 import { lockQueuePrefix } from './keys.js'
 import { Etcd3KvStore, type Fence, type KvStoreOptions } from './kv-store.js'
 import { LocalQueue } from './local-queue.js'
@@ -28,6 +29,9 @@ import { endpointsOf, SessionKeeper } from './session-keeper.js'
  * process.on('SIGTERM', () => locker.close())
  * ```
  */
+// Enough to keep etcd busy; more only queues inside etcd, past the calls' deadlines.
+const MAX_CALLS_IN_FLIGHT = 128
+
 export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /** The options in force, validated, with defaults filled in. */
   readonly options: Readonly<ResolvedLockerOptions>
@@ -70,6 +74,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
       closing: this.keeper.closing,
       session: () => this.keeper.session(),
       contention: this.contention,
+      limit: new InFlightLimit(MAX_CALLS_IN_FLIGHT),
       localQueue: (queuePrefix) => this.localQueue(queuePrefix),
       forgetQueue: (queuePrefix) => {
         if (this.queues.get(queuePrefix)?.size === 0) this.queues.delete(queuePrefix)

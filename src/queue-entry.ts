@@ -2,6 +2,7 @@ import type { IKeyValue, Namespace } from 'etcd3'
 import { abortable, delay } from './abort.js'
 import { LockLostError } from './errors.js'
 import { backoffMs, callOptions, isRetryable } from './etcd-calls.js'
+import type { InFlightLimit } from './in-flight-limit.js'
 import { log } from './log.js'
 import type { Session } from './session.js'
 import { deletedOrInterrupted } from './watch.js'
@@ -28,6 +29,7 @@ export class QueueEntry {
     private readonly client: Namespace,
     readonly queuePrefix: string,
     readonly session: Session,
+    private readonly limit: InFlightLimit,
   ) {
     this.key = queuePrefix + session.leaseHex
   }
@@ -44,12 +46,14 @@ export class QueueEntry {
   async enqueue(): Promise<boolean> {
     const first = () =>
       this.client.getAll().prefix(this.queuePrefix).sort('Create', 'Ascend').limit(1)
-    const txn = this.client
-      .if(this.key, 'Create', '==', 0)
-      .then(this.client.put(this.key).value('').lease(this.session.leaseId), first())
-      .else(this.client.get(this.key), first())
-      .options(callOptions())
-      .commit()
+    const txn = this.limit.run(() =>
+      this.client
+        .if(this.key, 'Create', '==', 0)
+        .then(this.client.put(this.key).value('').lease(this.session.leaseId), first())
+        .else(this.client.get(this.key), first())
+        .options(callOptions())
+        .commit(),
+    )
     const enqueued = txn.then((res) => {
       const mine = res.responses[0]?.response_range?.kvs[0]
       return res.succeeded ? BigInt(res.header.revision) : createRevision(mine)
@@ -67,14 +71,16 @@ export class QueueEntry {
    */
   async predecessor(): Promise<Predecessor | undefined> {
     const rev = this.mustHaveRevision()
-    const res = await this.client
-      .getAll()
-      .prefix(this.queuePrefix)
-      .maxCreateRevision(rev.toString())
-      .sort('Create', 'Descend')
-      .limit(3) // ours, the predecessor, and whether anything is older still
-      .options(callOptions())
-      .exec()
+    const res = await this.limit.run(() =>
+      this.client
+        .getAll()
+        .prefix(this.queuePrefix)
+        .maxCreateRevision(rev.toString())
+        .sort('Create', 'Descend')
+        .limit(3) // ours, the predecessor, and whether anything is older still
+        .options(callOptions())
+        .exec(),
+    )
     const [mine, before, older] = res.kvs
     if (mine === undefined || createRevision(mine) !== rev) throw new LockLostError(this.key)
     if (before === undefined) return undefined
@@ -106,13 +112,15 @@ export class QueueEntry {
       try {
         // When the enqueue's answer was lost, the key (if any) is still ours: only one request
         // of this process uses this session's key for this upload at a time (the local queue).
-        await (rev === undefined
-          ? this.client.delete().key(this.key).options(callOptions()).exec()
-          : this.client
-              .if(this.key, 'Create', '==', rev.toString())
-              .then(this.client.delete().key(this.key))
-              .options(callOptions())
-              .commit())
+        await this.limit.run<unknown>(() =>
+          rev === undefined
+            ? this.client.delete().key(this.key).options(callOptions()).exec()
+            : this.client
+                .if(this.key, 'Create', '==', rev.toString())
+                .then(this.client.delete().key(this.key))
+                .options(callOptions())
+                .commit(),
+        )
         return
       } catch (error) {
         if (!isRetryable(error)) {

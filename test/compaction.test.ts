@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { InFlightLimit } from '../src/in-flight-limit.js'
 import type { Etcd3Locker } from '../src/index.js'
 import { QueueEntry } from '../src/queue-entry.js'
 import { Session } from '../src/session.js'
@@ -76,7 +77,7 @@ describe('compaction', () => {
     deferCleanup(() => session.revoke(1_000))
     await client.put(`${prefix}/u/holder`).value('')
     await compactAll()
-    const entry = new QueueEntry(client, `${prefix}/u/`, session)
+    const entry = new QueueEntry(client, `${prefix}/u/`, session, new InFlightLimit(1))
     // Revision 1 is long compacted: etcd cancels the watch, and waitForDelete must return.
     await within(
       entry.waitForDelete({ key: `${prefix}/u/holder`, revision: 1n, last: true }, never()),
