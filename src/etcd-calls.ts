@@ -6,7 +6,10 @@ import {
   GRPCInvalidArgumentError,
   GRPCUnauthenticatedError,
 } from 'etcd3'
+import { delay } from './abort.js'
 import { LockerError } from './errors.js'
+import { log } from './log.js'
+import type { Session } from './session.js'
 
 /**
  * Whether retrying the same idempotent etcd call may succeed. Auth, permission and argument errors
@@ -40,4 +43,28 @@ export const CALL_TIMEOUT_MS = 2_000
 /** gRPC call options with {@link CALL_TIMEOUT_MS} as deadline, for one call. */
 export function callOptions(): { deadline: Date } {
   return { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) }
+}
+
+/**
+ * Runs an idempotent etcd `call` until it succeeds, fails for good, or `session` is lost (the
+ * session's keys then go with its lease, so the call no longer matters). Never rejects.
+ */
+export async function retryWhileSessionLives(
+  session: Session,
+  call: () => Promise<unknown>,
+  what: string,
+): Promise<void> {
+  for (let attempt = 0; !session.isLost; attempt++) {
+    try {
+      await call()
+      return
+    } catch (error) {
+      if (!isRetryable(error)) {
+        log.lock('cannot %s: %s', what, error)
+        return
+      }
+      log.lock('%s failed (%s), retrying', what, error)
+      await delay(backoffMs(attempt), session.signal).catch(() => undefined)
+    }
+  }
 }

@@ -4,12 +4,7 @@ import { LockLostError } from './errors.js'
 import { callOptions } from './etcd-calls.js'
 import { KeyedSerial } from './keyed-serial.js'
 import { checkKvKey, describe, kvValuePrefix } from './keys.js'
-import {
-  type LeasingCache as Cache,
-  LeasingCache,
-  type LeasingCounters,
-  REVOKE,
-} from './leasing-cache.js'
+import { LeasingCache, type LeasingCounters, REVOKE } from './leasing-cache.js'
 import { type LockerOptions, resolveLockerOptions } from './options.js'
 import { endpointsOf, SessionKeeper } from './session-keeper.js'
 import { deletedOrInterrupted } from './watch.js'
@@ -66,7 +61,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
   private readonly fence: (key: string) => Fence | undefined
   private readonly ownsSession: boolean
   private readonly serial = new KeyedSerial()
-  private readonly cache: Cache | undefined
+  private readonly cache: LeasingCache | undefined
 
   /**
    * @param client An `Etcd3` client (or a `Namespace` of one); not closed by the store.
@@ -119,20 +114,21 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     if (cache === undefined) return parse(key, await this.readFromEtcd(key))
     // A local write of this key in flight must finish first: never a stale read of our own write.
     if (this.serial.idle(key) === undefined) {
-      const hit = cache.lookup(key)
-      if (hit) {
-        cache.counters.hits++
-        return parse(key, hit.raw)
-      }
+      const hit = this.fromCache(cache, key)
+      if (hit) return hit.value
     }
     return this.serial.run(key, async () => {
-      const hit = cache.lookup(key)
-      if (hit) {
-        cache.counters.hits++
-        return parse(key, hit.raw)
-      }
-      return parse(key, await cache.fetch(key))
+      const hit = this.fromCache(cache, key)
+      return hit ? hit.value : parse(key, await cache.fetch(key))
     })
+  }
+
+  /** The cached value of `key`, counted as a hit, if it may be served now. */
+  private fromCache(cache: LeasingCache, key: string): { value: T | undefined } | undefined {
+    const entry = cache.lookup(key)
+    if (entry === undefined) return undefined
+    cache.counters.hits++
+    return { value: parse(key, entry.raw) }
   }
 
   /**

@@ -1,5 +1,5 @@
 import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
-import { backoffMs, callOptions, isRetryable } from './etcd-calls.js'
+import { callOptions, retryWhileSessionLives } from './etcd-calls.js'
 import type { KeyedSerial } from './keyed-serial.js'
 import { kvLeasePrefix, kvValuePrefix } from './keys.js'
 import { log } from './log.js'
@@ -160,21 +160,16 @@ export class LeasingCache {
 
   private deleteLeaseKey(key: string, revision: bigint, session: Session): Promise<void> {
     const leaseKey = this.leaseKey(key)
-    const attempt = async (n: number): Promise<void> => {
-      if (session.isLost) return
-      try {
-        await this.client
+    return retryWhileSessionLives(
+      session,
+      () =>
+        this.client
           .if(leaseKey, 'Create', '==', revision.toString())
           .then(this.client.delete().key(leaseKey))
           .options(callOptions())
-          .commit()
-      } catch (error) {
-        if (!isRetryable(error)) return
-        await new Promise((resolve) => setTimeout(resolve, backoffMs(n)))
-        return attempt(n + 1)
-      }
-    }
-    return attempt(0)
+          .commit(),
+      `delete ${leaseKey}`,
+    )
   }
 
   /** Forgets give-ups older than the back-off, so the map stays as small as the busy keys. */

@@ -1,9 +1,8 @@
 import type { IKeyValue, Namespace } from 'etcd3'
-import { abortable, delay } from './abort.js'
+import { abortable } from './abort.js'
 import { LockLostError } from './errors.js'
-import { backoffMs, callOptions, isRetryable } from './etcd-calls.js'
+import { callOptions, retryWhileSessionLives } from './etcd-calls.js'
 import type { InFlightLimit } from './in-flight-limit.js'
-import { log } from './log.js'
 import type { Session } from './session.js'
 import { deletedOrInterrupted } from './watch.js'
 
@@ -108,11 +107,12 @@ export class QueueEntry {
     if (this.enqueued === undefined) return
     // An enqueue answered after the session ended needs no delete: the lease took its key.
     const rev = await abortable(this.enqueued, this.session.signal).catch(() => undefined)
-    for (let attempt = 0; !this.session.isLost; attempt++) {
-      try {
-        // When the enqueue's answer was lost, the key (if any) is still ours: only one request
-        // of this process uses this session's key for this upload at a time (the local queue).
-        await this.limit.run<unknown>(() =>
+    // When the enqueue's answer was lost, the key (if any) is still ours: only one request of
+    // this process uses this session's key for this upload at a time (the local queue).
+    await retryWhileSessionLives(
+      this.session,
+      () =>
+        this.limit.run<unknown>(() =>
           rev === undefined
             ? this.client.delete().key(this.key).options(callOptions()).exec()
             : this.client
@@ -120,17 +120,9 @@ export class QueueEntry {
                 .then(this.client.delete().key(this.key))
                 .options(callOptions())
                 .commit(),
-        )
-        return
-      } catch (error) {
-        if (!isRetryable(error)) {
-          log.lock('cannot delete %s: %s', this.key, error)
-          return
-        }
-        log.lock('delete of %s failed (%s), retrying', this.key, error)
-        await delay(backoffMs(attempt), this.session.signal).catch(() => undefined)
-      }
-    }
+        ),
+      `delete ${this.key}`,
+    )
   }
 
   private mustHaveRevision(): bigint {
