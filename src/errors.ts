@@ -27,11 +27,70 @@ export class LockerClosedError extends LockerError {
 /** etcd did not grant a session within `grantTimeout`, or refused to. */
 export class SessionUnavailableError extends LockerError {
   constructor(endpoints: string, timeoutMs: number, cause: unknown) {
-    const why = cause instanceof Error ? cause.message : String(cause ?? 'no answer')
-    super(`etcd at ${endpoints} did not grant a lock session within ${timeoutMs} ms: ${why}`, 503, {
-      cause,
-    })
+    super(
+      `etcd at ${endpoints} did not grant a lock session within ${timeoutMs} ms: ${describeCause(cause)}`,
+      503,
+      { cause },
+    )
   }
+}
+
+/**
+ * etcd rejected the client's credentials (`auth: { username, password }` of the etcd3 client):
+ * wrong password, unknown user, or no user while etcd has auth enabled. Not retried: waiting
+ * does not fix a password. The tus client gets a 500, as for any server misconfiguration.
+ */
+export class AuthenticationError extends LockerError {
+  /** @param endpoints The client's endpoints, when known. */
+  constructor(cause: unknown, endpoints?: string) {
+    const etcd = endpoints === undefined ? 'etcd' : `etcd at ${endpoints}`
+    super(
+      `${etcd} rejected the credentials of the etcd client (auth: { username, password }): ${messageOf(cause)}`,
+      500,
+      { cause },
+    )
+  }
+}
+
+/**
+ * etcd's RBAC denied this user access to `key` (a key or key prefix of this locker): the user's
+ * roles do not grant readwrite on the locker's prefix. Not retried, and nothing was written.
+ */
+export class PermissionDeniedError extends LockerError {
+  /** The key or key prefix etcd refused. */
+  readonly key: string
+
+  constructor(key: string, prefix: string, cause: unknown) {
+    super(
+      `etcd denied access to ${key}: the etcd user needs readwrite permission on the prefix ${prefix}/ (etcdctl role grant-permission <role> --prefix=true readwrite ${prefix}/): ${messageOf(cause)}`,
+      500,
+      { cause },
+    )
+    this.key = key
+  }
+}
+
+function messageOf(cause: unknown): string {
+  return cause instanceof Error ? cause.message : String(cause ?? 'no answer')
+}
+
+// What gRPC/OpenSSL say when the TLS handshake fails, on either side.
+const PEER_REJECTED_US =
+  /alert (bad certificate|certificate required|unknown ca|handshake failure)/i
+const WE_REJECTED_PEER =
+  /unable to verify|self[- ]signed|certificate (has expired|is not yet valid)|altname|does not match certificate|unable to get (local )?issuer/i
+
+/** The cause of a failed grant, with a hint when it is a TLS problem (gRPC's text alone is cryptic). */
+function describeCause(cause: unknown): string {
+  // gRPC's TLS messages span lines; one line reads better in logs and HTTP bodies.
+  const why = messageOf(cause).replace(/\s+/g, ' ').trim()
+  if (PEER_REJECTED_US.test(why)) {
+    return `TLS handshake refused by etcd: it requires a client certificate signed by a CA it trusts (--trusted-ca-file); set credentials.privateKey and credentials.certChain of the etcd3 client (${why})`
+  }
+  if (WE_REJECTED_PEER.test(why)) {
+    return `TLS: etcd's server certificate was not accepted; credentials.rootCertificate of the etcd3 client must be the CA that signed it, for the host name in the endpoint (${why})`
+  }
+  return why
 }
 
 /** The session (lease) that held or queued this lock ended: etcd may give the lock to another. */

@@ -7,7 +7,7 @@ import {
   GRPCUnauthenticatedError,
 } from 'etcd3'
 import { delay } from './abort.js'
-import { LockerError } from './errors.js'
+import { AuthenticationError, LockerError, PermissionDeniedError } from './errors.js'
 import { log } from './log.js'
 import type { Session } from './session.js'
 
@@ -24,6 +24,33 @@ export function isRetryable(error: unknown): boolean {
     error instanceof EtcdInvalidAuthTokenError ||
     error instanceof GRPCUnauthenticatedError ||
     error instanceof GRPCInvalidArgumentError
+  )
+}
+
+/**
+ * `error` as one of our errors when etcd refused the call for who we are: a
+ * {@link PermissionDeniedError} (RBAC: no permission on `key`, under the root `prefix`) or an
+ * {@link AuthenticationError} (bad or missing credentials). Any other error is returned as is.
+ */
+export function accessError(
+  error: unknown,
+  where: { key: string; prefix: string; endpoints?: string },
+): unknown {
+  if (error instanceof EtcdPermissionDeniedError) {
+    return new PermissionDeniedError(where.key, where.prefix, error)
+  }
+  if (isAuthenticationFailure(error)) return new AuthenticationError(error, where.endpoints)
+  return error
+}
+
+/** Whether etcd rejected the client's credentials (or their absence, with auth enabled). */
+export function isAuthenticationFailure(error: unknown): boolean {
+  return (
+    error instanceof EtcdAuthenticationFailedError ||
+    error instanceof EtcdInvalidAuthTokenError ||
+    error instanceof GRPCUnauthenticatedError ||
+    // etcd with auth enabled answers a client without `auth` options so (gRPC INVALID_ARGUMENT).
+    (error instanceof GRPCInvalidArgumentError && /user name is empty/.test(error.message))
   )
 }
 

@@ -2,6 +2,9 @@
  * What an {@link Etcd3Locker} tells its listeners (`locker.on(name, listener)`): for logs,
  * metrics and tests. Listeners run synchronously and must not throw.
  */
+/** Why a holder was asked to release its lock. */
+export type ReleaseCause = 'local-waiter' | 'remote-waiter' | 'session-lost'
+
 export interface LockerEvents {
   /** etcd granted a session: `lease` in hex, `ttl` the granted TTL in seconds. */
   sessionGranted: [info: { lease: string; ttl: number }]
@@ -11,8 +14,11 @@ export interface LockerEvents {
   lockAcquired: [info: { id: string; waitedMs: number }]
   /** A held lock was unlocked after `heldMs`. */
   lockReleased: [info: { id: string; heldMs: number }]
-  /** A holder's `requestRelease` was called, and why. */
-  releaseRequested: [info: { id: string; reason: string }]
+  /**
+   * A holder's `requestRelease` was called: `cause` says who wants the upload (another request
+   * of this process, another client's queue entry, or the session was lost), `reason` in words.
+   */
+  releaseRequested: [info: { id: string; cause: ReleaseCause; reason: string }]
   /** A `lock()` rejected: `error` is what it rejected with. */
   lockFailed: [info: { id: string; error: unknown }]
 }

@@ -1,11 +1,13 @@
 export {
+  AuthenticationError,
   LockerClosedError,
   LockerError,
   LockLostError,
+  PermissionDeniedError,
   SessionLostError,
   SessionUnavailableError,
 } from './errors.js'
-export type { LockerEvents } from './events.js'
+export type { LockerEvents, ReleaseCause } from './events.js'
 export { Etcd3KvStore, type KvStoreOptions } from './kv-store.js'
 export type { LeasingCounters } from './leasing-cache.js'
 export type { Etcd3Lock } from './lock.js'

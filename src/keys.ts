@@ -5,39 +5,47 @@
  */
 
 /**
- * Normalizes a root prefix to a leading `/` and no trailing `/`.
- * @throws TypeError when `prefix` is not a string, RangeError when nothing but slashes is left.
+ * Longest upload id or KV key, in UTF-8 bytes (64 KiB). Escaped (at most 3x) and written up to
+ * four times in one txn, it stays well within etcd's default 1.5 MiB request limit; a longer id
+ * would make every enqueue fail and be retried until the acquire timeout.
  */
-export function normalizePrefix(prefix: unknown): string {
+export const MAX_ID_BYTES = 65_536
+
+/** Longest root prefix, in UTF-8 bytes: it is part of every key. */
+export const MAX_PREFIX_BYTES = 4_096
+
+/**
+ * Normalizes a root prefix to a leading `/` and no trailing `/`.
+ * @param owner Who the option belongs to, for the error message.
+ * @throws TypeError when `prefix` is not a string, RangeError when nothing but slashes is left,
+ *   or it holds control characters or a lone surrogate, or is longer than {@link MAX_PREFIX_BYTES}.
+ */
+export function normalizePrefix(prefix: unknown, owner = 'Etcd3Locker'): string {
+  const what = `${owner} option "prefix"`
   if (typeof prefix !== 'string') {
-    throw new TypeError(`Etcd3Locker option "prefix" must be a string, got ${describe(prefix)}`)
+    throw new TypeError(`${what} must be a string, got ${describe(prefix)}`)
   }
+  // A newline or NUL in a prefix is a configuration slip (an env file's line end), not a tenant.
   if (hasControlCharacter(prefix)) {
-    throw new RangeError(
-      `Etcd3Locker option "prefix" must not contain control characters, got ${JSON.stringify(prefix)}`,
-    )
+    throw new RangeError(`${what} must not contain control characters, got ${describe(prefix)}`)
   }
+  checkUnicodeAndLength(what, prefix, MAX_PREFIX_BYTES)
   const trimmed = prefix.replace(/^\/+/, '').replace(/\/+$/, '')
   if (trimmed === '') {
-    throw new RangeError(
-      `Etcd3Locker option "prefix" must name a key space such as "/tusd", got ${JSON.stringify(prefix)}`,
-    )
+    throw new RangeError(`${what} must name a key space such as "/tusd", got ${describe(prefix)}`)
   }
   return `/${trimmed}`
 }
 
 /**
  * Escapes an upload id into one key segment: `%` and `/` anywhere and `.` in first place are
- * percent-encoded (so `a` and `a/b` never share a queue and no id can reach `.kv`).
- * @throws TypeError for a non-string id, RangeError for the empty id.
+ * percent-encoded (so `a` and `a/b` never share a queue and no id can reach `.kv`). Every other
+ * character, control characters and NUL included, is kept, so the key is the id's UTF-8 bytes.
+ * @throws TypeError for a non-string id; RangeError for the empty id, an id with a lone
+ *   surrogate, or one longer than {@link MAX_ID_BYTES} in UTF-8.
  */
 export function escapeId(id: unknown): string {
-  if (typeof id !== 'string') {
-    throw new TypeError(`upload id must be a string, got ${describe(id)}`)
-  }
-  if (id === '') {
-    throw new RangeError('upload id must not be empty')
-  }
+  checkName('upload id', id)
   const escaped = id.replace(/[%/]/g, (c) => (c === '%' ? '%25' : '%2F'))
   return escaped.startsWith('.') ? `%2E${escaped.slice(1)}` : escaped
 }
@@ -65,14 +73,41 @@ export function kvLeasePrefix(prefix: string): string {
 /**
  * Checks a KV store key. Keys are stored as given (`/`, `%`, unicode and all), below
  * {@link kvValuePrefix}, so listing returns them intact.
- * @throws TypeError for a non-string key, RangeError for the empty key.
+ * @throws TypeError for a non-string key; RangeError for the empty key, a key with a lone
+ *   surrogate, or one longer than {@link MAX_ID_BYTES} in UTF-8.
  */
 export function checkKvKey(key: unknown): string {
-  if (typeof key !== 'string') {
-    throw new TypeError(`Etcd3KvStore key must be a string, got ${describe(key)}`)
-  }
-  if (key === '') throw new RangeError('Etcd3KvStore key must not be empty')
+  checkName('Etcd3KvStore key', key)
   return key
+}
+
+/** The rules ids and KV keys share: a non-empty string of valid Unicode, at most 64 KiB. */
+function checkName(what: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string') {
+    throw new TypeError(`${what} must be a string, got ${describe(value)}`)
+  }
+  if (value === '') throw new RangeError(`${what} must not be empty`)
+  checkUnicodeAndLength(what, value, MAX_ID_BYTES)
+}
+
+// A lone surrogate has no UTF-8 form: etcd would get U+FFFD, so "\uD800" and "\uDC00" would
+// name the same key. Refuse it rather than let two ids share a lock.
+const LONE_SURROGATE = /\p{Surrogate}/u
+
+function checkUnicodeAndLength(what: string, value: string, maxBytes: number): void {
+  const lone = LONE_SURROGATE.exec(value)
+  if (lone !== null) {
+    const unit = lone[0].charCodeAt(0).toString(16).toUpperCase()
+    throw new RangeError(
+      `${what} must be valid Unicode, got ${describe(value)} with a lone surrogate U+${unit} at index ${lone.index}`,
+    )
+  }
+  const bytes = Buffer.byteLength(value, 'utf8')
+  if (bytes > maxBytes) {
+    throw new RangeError(
+      `${what} must be at most ${maxBytes} bytes in UTF-8, got ${bytes} bytes: ${describe(value)}`,
+    )
+  }
 }
 
 function hasControlCharacter(s: string): boolean {
@@ -83,13 +118,23 @@ function hasControlCharacter(s: string): boolean {
   return false
 }
 
+// Error messages quote at most this many characters of a bad string.
+const QUOTE_CHARS = 40
+
+/** `s` as a JSON string, cut after a few dozen characters: ids may be 64 KiB long. */
+export function quote(s: string): string {
+  if (s.length <= QUOTE_CHARS) return JSON.stringify(s)
+  return `${JSON.stringify(s.slice(0, QUOTE_CHARS))}... (${s.length} characters)`
+}
+
 /** A short, safe rendering of a bad value for an error message. */
 export function describe(value: unknown): string {
-  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`
+  if (typeof value === 'string') return `the string ${quote(value)}`
   if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') {
     return `${typeof value} ${String(value)}`
   }
   if (value === null) return 'null'
   if (value === undefined) return 'undefined'
+  if (Array.isArray(value)) return 'an array'
   return typeof value
 }

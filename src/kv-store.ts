@@ -1,11 +1,24 @@
 import type { KvStore, Upload } from '@tus/utils'
-import type { IKeyValue, Namespace } from 'etcd3'
-import { LockLostError } from './errors.js'
-import { callOptions } from './etcd-calls.js'
+import {
+  GRPCDeadlineExceededError,
+  GRPCGenericError,
+  GRPCInvalidArgumentError,
+  GRPCResourceExhastedError,
+  GRPCUnavailableError,
+  type IKeyValue,
+  type Namespace,
+} from 'etcd3'
+import { LockerError, LockLostError } from './errors.js'
+import { accessError, callOptions } from './etcd-calls.js'
 import { KeyedSerial } from './keyed-serial.js'
-import { checkKvKey, describe, kvValuePrefix } from './keys.js'
+import { checkKvKey, describe, kvValuePrefix, quote } from './keys.js'
 import { LeasingCache, type LeasingCounters, REVOKE } from './leasing-cache.js'
-import { type LockerOptions, resolveLockerOptions } from './options.js'
+import {
+  checkOptionsObject,
+  type LockerOptions,
+  type OptionsOwner,
+  resolveLockerOptions,
+} from './options.js'
 import { endpointsOf, SessionKeeper } from './session-keeper.js'
 import { deletedOrInterrupted } from './watch.js'
 
@@ -36,6 +49,11 @@ export interface SharedSession {
   keeper: SessionKeeper
   prefix: string
   fence(key: string): Fence | undefined
+}
+
+const KV_STORE: OptionsOwner = {
+  name: 'Etcd3KvStore',
+  known: ['prefix', 'ttl', 'grantTimeout', 'safetyMargin', 'leasing', 'revokeBackoff'],
 }
 
 // A foreign write gives up after asking this many owners in a row to release the key.
@@ -74,15 +92,21 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     options: KvStoreOptions = {},
     shared?: SharedSession,
   ) {
-    const { leasing = true, revokeBackoff = 1_000, ...sessionOptions } = options
+    const given: KvStoreOptions = checkOptionsObject(options, KV_STORE)
+    const { leasing = true, revokeBackoff = 1_000, ...sessionOptions } = given
     if (typeof leasing !== 'boolean') {
       throw new TypeError(
         `Etcd3KvStore option "leasing" must be a boolean, got ${describe(leasing)}`,
       )
     }
-    if (typeof revokeBackoff !== 'number' || !(revokeBackoff >= 0) || revokeBackoff > 2 ** 31 - 1) {
+    if (typeof revokeBackoff !== 'number') {
+      throw new TypeError(
+        `Etcd3KvStore option "revokeBackoff" must be a number, got ${describe(revokeBackoff)}`,
+      )
+    }
+    if (!(revokeBackoff >= 0) || revokeBackoff > 2 ** 31 - 1) {
       throw new RangeError(
-        `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds >= 0, got ${describe(revokeBackoff)}`,
+        `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds from 0 to ${2 ** 31 - 1}, got ${revokeBackoff}`,
       )
     }
     if (shared) {
@@ -91,7 +115,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
       this.fence = shared.fence
       this.ownsSession = false
     } else {
-      const resolved = resolveLockerOptions(sessionOptions)
+      const resolved = resolveLockerOptions(sessionOptions, KV_STORE)
       this.keeper = new SessionKeeper(client, { ...resolved, endpoints: endpointsOf(client) })
       this.prefix = resolved.prefix
       this.fence = () => undefined
@@ -111,7 +135,9 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
   async get(key: string): Promise<T | undefined> {
     checkKvKey(key)
     const { cache } = this
-    if (cache === undefined) return parse(key, await this.readFromEtcd(key))
+    if (cache === undefined) {
+      return parse(key, await this.readFromEtcd(key).catch(this.refused(key)))
+    }
     // A local write of this key in flight must finish first: never a stale read of our own write.
     if (this.serial.idle(key) === undefined) {
       const hit = this.fromCache(cache, key)
@@ -119,7 +145,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     }
     return this.serial.run(key, async () => {
       const hit = this.fromCache(cache, key)
-      return hit ? hit.value : parse(key, await cache.fetch(key))
+      return hit ? hit.value : parse(key, await cache.fetch(key).catch(this.refused(key)))
     })
   }
 
@@ -133,25 +159,31 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
 
   /**
    * Stores `value` (as JSON) under `key`.
-   * @throws TypeError, before anything is written, when `value` cannot be serialized.
+   * @throws TypeError, before anything is written, when `value` cannot be serialized, and
+   *   RangeError when its JSON is over 1 MiB.
    * @throws LockLostError when this process holds the upload's lock but etcd gave it to another.
    */
   async set(key: string, value: T): Promise<void> {
     checkKvKey(key)
     const raw = serialize(key, value)
-    await this.serial.run(key, () => this.write(key, raw))
+    await this.serial.run(key, () => this.write(key, raw)).catch(this.refused(key))
   }
 
   /** Deletes `key`; fenced like {@link set}. Deleting a missing key resolves. */
   async delete(key: string): Promise<void> {
     checkKvKey(key)
-    await this.serial.run(key, () => this.write(key, undefined))
+    await this.serial.run(key, () => this.write(key, undefined)).catch(this.refused(key))
   }
 
   /** Every key of the store, read from etcd (not the cache). */
   async list(): Promise<string[]> {
     const prefix = kvValuePrefix(this.prefix)
-    const keys = await this.client.getAll().prefix(prefix).options(callOptions()).keys()
+    const keys = await this.client
+      .getAll()
+      .prefix(prefix)
+      .options(callOptions())
+      .keys()
+      .catch(this.refused(''))
     return keys.map((k) => k.slice(prefix.length))
   }
 
@@ -161,6 +193,17 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
    */
   async close(): Promise<void> {
     if (this.ownsSession) await this.keeper.close()
+  }
+
+  /** Rethrows etcd's RBAC and credential refusals about `key` as our errors, naming the key. */
+  private refused(key: string): (error: unknown) => never {
+    return (error) => {
+      const mapped = accessError(error, {
+        key: kvValuePrefix(this.prefix) + key,
+        prefix: this.prefix,
+      })
+      throw unreachable(mapped, endpointsOf(this.client), key)
+    }
   }
 
   private async readFromEtcd(key: string): Promise<string | undefined> {
@@ -204,7 +247,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
       await this.revokeAndWait(key, leaseKey, leasing, res.revision)
     }
     throw new Error(
-      `Etcd3KvStore could not write ${JSON.stringify(key)}: its cache lease was taken again ${MAX_REVOKE_ROUNDS} times`,
+      `Etcd3KvStore could not write ${quote(key)}: its cache lease was taken again ${MAX_REVOKE_ROUNDS} times`,
     )
   }
 
@@ -301,21 +344,74 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
   }
 }
 
+/**
+ * Largest JSON value (1 MiB): with the longest key it still fits etcd's default 1.5 MiB request
+ * limit. Refused before sending, because a request above gRPC's own limit (etcd's + 512 KiB) also
+ * trips the etcd3 client's circuit breaker, failing every call of the process (locks too) for a while.
+ */
+const MAX_VALUE_BYTES = 1_048_576
+
 function serialize(key: string, value: unknown): string {
   let raw: string | undefined
   try {
     raw = JSON.stringify(value)
   } catch (error) {
     throw new TypeError(
-      `Etcd3KvStore cannot store the value of ${JSON.stringify(key)}: ${(error as Error).message}`,
+      `Etcd3KvStore cannot store the value of ${quote(key)}: ${(error as Error).message}`,
     )
   }
   if (raw === undefined) {
     throw new TypeError(
-      `Etcd3KvStore cannot store the value of ${JSON.stringify(key)}: ${describe(value)} is not JSON`,
+      `Etcd3KvStore cannot store the value of ${quote(key)}: ${describe(value)} is not JSON`,
+    )
+  }
+  const bytes = Buffer.byteLength(raw, 'utf8')
+  if (bytes > MAX_VALUE_BYTES) {
+    throw new RangeError(
+      `Etcd3KvStore cannot store the value of ${quote(key)}: its JSON is ${bytes} bytes, more than ${MAX_VALUE_BYTES}`,
     )
   }
   return raw
+}
+
+/**
+ * `error` as a {@link LockerError} naming the key: 503 with the endpoints when no etcd member
+ * answered (the etcd3 client's own "circuit breaker is open" names neither), 500 when etcd found
+ * the write too large. Any other error is returned as is.
+ */
+function unreachable(error: unknown, endpoints: string, key: string): unknown {
+  if (isTooLarge(error)) {
+    return new LockerError(
+      `Etcd3KvStore cannot write ${quote(key)}: etcd refused the request as too large (its --max-request-bytes, 1.5 MiB by default, bounds key plus JSON value)`,
+      500,
+      { cause: error },
+    )
+  }
+  if (!isConnectionFailure(error)) return error
+  const what = key === '' ? 'list its keys' : `reach ${quote(key)}`
+  return new LockerError(
+    `Etcd3KvStore could not ${what}: etcd at ${endpoints} did not answer (${(error as Error).message})`,
+    503,
+    { cause: error },
+  )
+}
+
+// etcd's own check (above --max-request-bytes), or gRPC's (above that + 512 KiB) for larger ones.
+function isTooLarge(error: unknown): boolean {
+  return (
+    (error instanceof GRPCInvalidArgumentError && /request is too large/.test(error.message)) ||
+    (error instanceof GRPCResourceExhastedError && /larger than max/.test(error.message))
+  )
+}
+
+function isConnectionFailure(error: unknown): boolean {
+  return (
+    (error as { isBrokenCircuitError?: unknown } | null)?.isBrokenCircuitError === true ||
+    error instanceof GRPCUnavailableError ||
+    error instanceof GRPCDeadlineExceededError ||
+    // An endpoint gRPC cannot even parse ("http://", "") fails every call this way.
+    (error instanceof GRPCGenericError && /Could not parse target name/.test(error.message))
+  )
 }
 
 function parse<T>(key: string, raw: string | undefined): T | undefined {
@@ -323,6 +419,6 @@ function parse<T>(key: string, raw: string | undefined): T | undefined {
   try {
     return JSON.parse(raw) as T
   } catch {
-    throw new Error(`Etcd3KvStore found a value that is not JSON at ${JSON.stringify(key)}`)
+    throw new Error(`Etcd3KvStore found a value that is not JSON at ${quote(key)}`)
   }
 }

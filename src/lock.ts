@@ -2,9 +2,10 @@ import { ERRORS, type Lock, type RequestRelease } from '@tus/utils'
 import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
 import { abortable, delay, LinkedAbort, settledWithin } from './abort.js'
 import type { ContentionWatch } from './contention-watch.js'
-import { backoffMs, isRetryable } from './etcd-calls.js'
-import type { LockerEvents } from './events.js'
+import { accessError, backoffMs, isRetryable } from './etcd-calls.js'
+import type { LockerEvents, ReleaseCause } from './events.js'
 import type { InFlightLimit } from './in-flight-limit.js'
+import { describe, quote } from './keys.js'
 import type { LocalQueue } from './local-queue.js'
 import { log } from './log.js'
 import { QueueEntry } from './queue-entry.js'
@@ -30,6 +31,12 @@ export interface LockContext {
 // How long lock() and unlock() wait for their key's delete before they return anyway; the delete
 // goes on (retried until etcd answers or the session ends) and the next local request waits for it.
 const RELEASE_WAIT_MS = 500
+
+const RELEASE_REASONS: Record<ReleaseCause, string> = {
+  'local-waiter': 'a request of this process waits',
+  'remote-waiter': 'another client queued',
+  'session-lost': 'the etcd session was lost',
+}
 
 // The holder hears waiters of other processes through a watch from its own revision + 1, which
 // replays whatever it missed: starting it a little after acquiring loses nothing, and the many
@@ -68,8 +75,9 @@ export class Etcd3Lock implements Lock {
    */
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     if (this.state !== 'idle') {
-      throw new Error(`lock() of upload ${JSON.stringify(this.id)} was already called on this Lock`)
+      throw new Error(`lock() of upload ${quote(this.id)} was already called on this Lock`)
     }
+    checkLockArguments(signal, requestRelease)
     this.state = 'acquiring'
     this.requestRelease = requestRelease
     const started = Date.now()
@@ -78,7 +86,7 @@ export class Etcd3Lock implements Lock {
     stop.link(this.context.closing)
     const queue = this.context.localQueue(this.queuePrefix)
     const turn = queue.waitTurn(this, stop.signal)
-    if (queue.head !== this) queue.head?.askToRelease('a request of this process waits')
+    if (queue.head !== this) queue.head?.askToRelease('local-waiter')
     try {
       await turn
     } catch (error) {
@@ -107,7 +115,7 @@ export class Etcd3Lock implements Lock {
     log.lock('%s: held by %s (rev %s)', this.queuePrefix, entry.session.leaseHex, entry.revision)
     entry.session.signal.addEventListener('abort', this.onSessionLost, { once: true })
     if (entry.session.isLost) this.onSessionLost()
-    if (queue.size > 1) this.askToRelease('a request of this process waits')
+    if (queue.size > 1) this.askToRelease('local-waiter')
     const timer = setTimeout(() => {
       const revision = entry.revision
       if (this.state !== 'held' || this.releaseRequested || revision === undefined) return
@@ -115,7 +123,7 @@ export class Etcd3Lock implements Lock {
         this.queuePrefix,
         entry.key,
         revision,
-        () => this.askToRelease('another client queued'),
+        () => this.askToRelease('remote-waiter'),
       )
     }, CONTENTION_WATCH_DELAY_MS)
     this.stopWatching = () => clearTimeout(timer)
@@ -176,11 +184,18 @@ export class Etcd3Lock implements Lock {
           session.markLost('etcd says the lease is gone')
           throw stop.signal.reason
         }
-        if (stop.signal.aborted || !isRetryable(error)) throw error
+        if (stop.signal.aborted) throw error
+        if (!isRetryable(error)) throw accessError(error, this.where())
         log.lock('%s: etcd error (%s), retrying', this.queuePrefix, reason(error))
         await delay(backoffMs(attempt), stop.signal)
       }
     }
+  }
+
+  /** This lock's queue and root prefix (`P/<escaped id>/` less its last segment), for errors. */
+  private where(): { key: string; prefix: string } {
+    const key = this.queuePrefix
+    return { key, prefix: key.slice(0, key.slice(0, -1).lastIndexOf('/')) }
   }
 
   /** Deletes our key (if any), then hands the turn to the next request of this process. */
@@ -192,14 +207,15 @@ export class Etcd3Lock implements Lock {
     })
   }
 
-  private readonly onSessionLost = () => this.askToRelease('the etcd session was lost')
+  private readonly onSessionLost = () => this.askToRelease('session-lost')
 
   /** Calls the holder's `requestRelease`, once per hold; its errors are logged, not thrown. */
-  askToRelease(why: string): void {
+  askToRelease(cause: ReleaseCause): void {
     if (this.state !== 'held' || this.releaseRequested) return
     this.releaseRequested = true
+    const why = RELEASE_REASONS[cause]
     log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
-    this.context.emit('releaseRequested', { id: this.id, reason: why })
+    this.context.emit('releaseRequested', { id: this.id, cause, reason: why })
     try {
       Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
         log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))
@@ -207,6 +223,21 @@ export class Etcd3Lock implements Lock {
     } catch (error) {
       log.lock('%s: requestRelease threw: %s', this.queuePrefix, reason(error))
     }
+  }
+}
+
+/** Refuses what `@tus/server` never passes, before any state changes or timer starts. */
+function checkLockArguments(signal: unknown, requestRelease: unknown): void {
+  const s = signal as Partial<AbortSignal> | null | undefined
+  if (typeof s?.addEventListener !== 'function' || typeof s.aborted !== 'boolean') {
+    throw new TypeError(
+      `lock() needs an AbortSignal as its first argument, got ${describe(signal)}`,
+    )
+  }
+  if (typeof requestRelease !== 'function') {
+    throw new TypeError(
+      `lock() needs a requestRelease function as its second argument, got ${describe(requestRelease)}`,
+    )
   }
 }
 

@@ -8,7 +8,13 @@ import { lockQueuePrefix } from './keys.js'
 import { Etcd3KvStore, type Fence, type KvStoreOptions } from './kv-store.js'
 import { LocalQueue } from './local-queue.js'
 import { Etcd3Lock, type LockContext } from './lock.js'
-import { type LockerOptions, type ResolvedLockerOptions, resolveLockerOptions } from './options.js'
+import {
+  checkOptionsObject,
+  type LockerOptions,
+  type OptionsOwner,
+  type ResolvedLockerOptions,
+  resolveLockerOptions,
+} from './options.js'
 import { endpointsOf, SessionKeeper } from './session-keeper.js'
 
 /**
@@ -29,6 +35,11 @@ import { endpointsOf, SessionKeeper } from './session-keeper.js'
  * process.on('SIGTERM', () => locker.close())
  * ```
  */
+const KV_STORE_CALL: OptionsOwner = {
+  name: 'locker.kvStore()',
+  known: ['leasing', 'revokeBackoff'],
+}
+
 // Enough to keep etcd busy; more only queues inside etcd, past the calls' deadlines.
 const MAX_CALLS_IN_FLIGHT = 128
 
@@ -88,7 +99,9 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
 
   /**
    * A lock on upload `id` (a `Lock` of `@tus/utils`); nothing happens in etcd until `lock()`.
-   * @throws TypeError for a non-string id, RangeError for the empty id.
+   * Any non-empty string of valid Unicode up to 64 KiB in UTF-8 is an id (see `escapeId`).
+   * @throws TypeError for a non-string id; RangeError for the empty id, an id with a lone
+   *   surrogate, or one longer than 65 536 bytes in UTF-8.
    */
   newLock(id: string): Etcd3Lock {
     return new Etcd3Lock(this.context, id, lockQueuePrefix(this.options.prefix, id))
@@ -101,11 +114,13 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
    * fenced by that lock. Calls with the same options return the same store: one cache per process.
    *
    * @example `new FileStore({ directory: './files', configstore: locker.kvStore() })`
+   * @throws TypeError for an option other than `leasing` and `revokeBackoff`, or a bad value.
    */
   kvStore<T = Upload>(
     options: Pick<KvStoreOptions, 'leasing' | 'revokeBackoff'> = {},
   ): Etcd3KvStore<T> {
-    const { leasing, revokeBackoff } = options
+    // The prefix and session are the locker's: refuse them here rather than ignore them.
+    const { leasing, revokeBackoff }: KvStoreOptions = checkOptionsObject(options, KV_STORE_CALL)
     const id = `${leasing}/${revokeBackoff}`
     let store = this.kvStores.get(id)
     if (store === undefined) {

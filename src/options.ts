@@ -55,71 +55,106 @@ export function defaultSafetyMargin(ttlSeconds: number): number {
 const MAX_TIMER_MS = 2 ** 31 - 1
 const MAX_TTL_SECONDS = 9_000_000_000 // etcd's MaxLeaseTTL
 
+/** Whose options are being checked: the name error messages use, and the options it knows. */
+export interface OptionsOwner {
+  readonly name: string
+  readonly known: readonly string[]
+}
+
+const LOCKER: OptionsOwner = {
+  name: 'Etcd3Locker',
+  known: ['ttl', 'prefix', 'acquireLockTimeout', 'grantTimeout', 'safetyMargin'],
+}
+
 /**
- * Validates options and fills in defaults.
- * @throws TypeError or RangeError naming the option and the bad value.
+ * Checks that `options` is `undefined` or a plain options object without unknown keys: a typo
+ * (`tll`) or an option given to the wrong owner must not be silently ignored.
+ * @throws TypeError naming the owner and the unknown option.
  */
-export function resolveLockerOptions(options: LockerOptions | undefined): ResolvedLockerOptions {
-  if (options !== undefined && (options === null || typeof options !== 'object')) {
-    throw new TypeError(`Etcd3Locker options must be an object, got ${describe(options)}`)
+export function checkOptionsObject(options: unknown, owner: OptionsOwner): Record<string, unknown> {
+  if (options === undefined) return {}
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`${owner.name} options must be an object, got ${describe(options)}`)
   }
-  const given = options ?? {}
-  const defaults = defaultLockerOptions()
-  const known = new Set(Object.keys(defaults))
-  for (const key of Object.keys(given)) {
-    if (!known.has(key)) {
+  for (const key of Object.keys(options)) {
+    if (!owner.known.includes(key)) {
       throw new TypeError(
-        `Etcd3Locker has no option "${key}"; known options: ${[...known].join(', ')}`,
+        `${owner.name} has no option "${key}"; known options: ${owner.known.join(', ')}`,
       )
     }
   }
-  const ttl = wholeNumber('ttl', given.ttl ?? defaults.ttl, 1, MAX_TTL_SECONDS, 'seconds')
+  return options as Record<string, unknown>
+}
+
+/**
+ * Validates options and fills in defaults. Only `undefined` means "use the default": `null`, a
+ * string or `NaN` is an error, not a silent default.
+ * @param owner Whose options these are (default: `Etcd3Locker`), for error messages.
+ * @throws TypeError or RangeError naming the option and the bad value.
+ */
+export function resolveLockerOptions(
+  options: LockerOptions | undefined,
+  owner: OptionsOwner = LOCKER,
+): ResolvedLockerOptions {
+  const given = checkOptionsObject(options, owner)
+  const defaults = defaultLockerOptions()
+  const pick = <K extends keyof ResolvedLockerOptions>(key: K): unknown =>
+    given[key] === undefined ? defaults[key] : given[key]
+  const ttl = wholeNumber(owner, 'ttl', pick('ttl'), 1, MAX_TTL_SECONDS, 'seconds')
   return {
     ttl,
-    prefix: normalizePrefix(given.prefix ?? defaults.prefix),
-    acquireLockTimeout: milliseconds(
-      'acquireLockTimeout',
-      given.acquireLockTimeout ?? defaults.acquireLockTimeout,
+    prefix: normalizePrefix(pick('prefix'), owner.name),
+    acquireLockTimeout: milliseconds(owner, 'acquireLockTimeout', pick('acquireLockTimeout')),
+    grantTimeout: milliseconds(owner, 'grantTimeout', pick('grantTimeout')),
+    safetyMargin: safetyMargin(
+      owner,
+      given.safetyMargin === undefined ? defaultSafetyMargin(ttl) : given.safetyMargin,
+      ttl,
     ),
-    grantTimeout: milliseconds('grantTimeout', given.grantTimeout ?? defaults.grantTimeout),
-    safetyMargin: safetyMargin(given.safetyMargin ?? defaultSafetyMargin(ttl), ttl),
   }
 }
 
-function safetyMargin(value: unknown, ttl: number): number {
+function safetyMargin(owner: OptionsOwner, value: unknown, ttl: number): number {
   if (typeof value !== 'number') {
     throw new TypeError(
-      `Etcd3Locker option "safetyMargin" must be a number, got ${describe(value)}`,
+      `${owner.name} option "safetyMargin" must be a number, got ${describe(value)}`,
     )
   }
   const max = ttl * 250
   if (!Number.isFinite(value) || value < 0 || value > max) {
     throw new RangeError(
-      `Etcd3Locker option "safetyMargin" must be a number of milliseconds from 0 to a quarter of the TTL (${max} for ttl ${ttl}), got ${value}`,
+      `${owner.name} option "safetyMargin" must be a number of milliseconds from 0 to a quarter of the TTL (${max} for ttl ${ttl}), got ${value}`,
     )
   }
   return value
 }
 
-function wholeNumber(name: string, value: unknown, min: number, max: number, unit: string) {
+function wholeNumber(
+  owner: OptionsOwner,
+  name: string,
+  value: unknown,
+  min: number,
+  max: number,
+  unit: string,
+): number {
   if (typeof value !== 'number') {
-    throw new TypeError(`Etcd3Locker option "${name}" must be a number, got ${describe(value)}`)
+    throw new TypeError(`${owner.name} option "${name}" must be a number, got ${describe(value)}`)
   }
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(
-      `Etcd3Locker option "${name}" must be a whole number of ${unit} from ${min} to ${max}, got ${value}`,
+      `${owner.name} option "${name}" must be a whole number of ${unit} from ${min} to ${max}, got ${value}`,
     )
   }
   return value
 }
 
-function milliseconds(name: string, value: unknown): number {
+function milliseconds(owner: OptionsOwner, name: string, value: unknown): number {
   if (typeof value !== 'number') {
-    throw new TypeError(`Etcd3Locker option "${name}" must be a number, got ${describe(value)}`)
+    throw new TypeError(`${owner.name} option "${name}" must be a number, got ${describe(value)}`)
   }
   if (!Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
     throw new RangeError(
-      `Etcd3Locker option "${name}" must be a number of milliseconds above 0 and at most ${MAX_TIMER_MS}, got ${value}`,
+      `${owner.name} option "${name}" must be a number of milliseconds above 0 and at most ${MAX_TIMER_MS}, got ${value}`,
     )
   }
   return value

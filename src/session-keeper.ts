@@ -79,5 +79,7 @@ export class SessionKeeper {
 export function endpointsOf(client: Namespace): string {
   const hosts = (client as unknown as { options?: { hosts?: string | string[] } }).options?.hosts
   if (hosts === undefined) return 'the configured endpoints'
-  return Array.isArray(hosts) ? hosts.join(',') : hosts
+  // Quote an empty or spaced host ("", "not a host"): bare, it vanishes into the message.
+  const shown = (host: string) => (/^\S+$/.test(host) ? host : JSON.stringify(host))
+  return Array.isArray(hosts) ? hosts.map(shown).join(',') : shown(hosts)
 }

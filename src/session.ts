@@ -6,8 +6,8 @@ import type {
   Namespace,
 } from 'etcd3'
 import { settledWithin } from './abort.js'
-import { SessionLostError, SessionUnavailableError } from './errors.js'
-import { backoffMs, callOptions } from './etcd-calls.js'
+import { AuthenticationError, SessionLostError, SessionUnavailableError } from './errors.js'
+import { backoffMs, callOptions, isAuthenticationFailure } from './etcd-calls.js'
 import { leaseHex } from './keys.js'
 import { log } from './log.js'
 
@@ -29,6 +29,16 @@ export interface SessionSettings {
 const now = () => performance.now()
 
 const REOPEN_BACKOFF_MS = [100, 250, 500, 1_000]
+
+// After a few failures the etcd3 client stops calling etcd for a while (its circuit breaker)
+// and every call then fails saying only that. Per client, the last failure that said why (e.g.
+// the TLS handshake error), so a later grant on the same client can still name the cause.
+const telling = new WeakMap<Namespace, unknown>()
+
+/** cockatiel's open-circuit error, thrown by the etcd3 client while it lets a host rest. */
+function isBrokenCircuit(error: unknown): boolean {
+  return (error as { isBrokenCircuitError?: unknown } | null)?.isBrokenCircuitError === true
+}
 
 /**
  * One etcd lease per locker, kept alive every TTL/3 (the granted TTL, not the requested one).
@@ -71,27 +81,37 @@ export class Session {
   /**
    * Grants a lease of `settings.ttl` seconds, retrying refused attempts (etcd not up yet) until
    * `settings.grantTimeout` has passed; then rejects with {@link SessionUnavailableError} naming
-   * the last cause. A grant that etcd answers after the timeout is revoked, not leaked.
+   * the cause (with a hint for TLS failures). Rejects at once with {@link AuthenticationError}
+   * when etcd rejects the client's credentials. A grant that etcd answers after the timeout is
+   * revoked, not leaked.
    */
   static async grant(client: Namespace, settings: SessionSettings): Promise<Session> {
     const { ttl, grantTimeout, safetyMargin, endpoints } = settings
     const giveUpAt = now() + grantTimeout
-    let failure: unknown = 'timed out'
+    let failure: unknown
     for (let attempt = 0; now() < giveUpAt; attempt++) {
       const sentAt = now()
       const granting = client.leaseClient.leaseGrant({ TTL: ttl }, callOptions())
       const answer = await settledWithin(
         granting.catch((error: unknown) => {
-          failure = error
+          if (!isBrokenCircuit(error)) {
+            failure = error
+            telling.set(client, error)
+          } else {
+            failure ??= telling.get(client) ?? error
+          }
           throw error
         }),
         giveUpAt - sentAt,
       )
       if (answer !== undefined) {
+        telling.delete(client)
         const session = new Session(client, answer.ID, Number(answer.TTL), safetyMargin, sentAt)
         log.session('granted lease %s, ttl %ds (asked %ds)', session.leaseHex, session.ttl, ttl)
         return session
       }
+      // Waiting does not fix credentials: say so at once instead of after grantTimeout.
+      if (isAuthenticationFailure(failure)) throw new AuthenticationError(failure, endpoints)
       // Still in flight at the deadline: revoke it should it be granted after all.
       granting.then(
         (late) =>
@@ -101,7 +121,7 @@ export class Session {
       const pause = Math.min(backoffMs(attempt), giveUpAt - now())
       if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause))
     }
-    throw new SessionUnavailableError(endpoints, grantTimeout, failure)
+    throw new SessionUnavailableError(endpoints, grantTimeout, failure ?? 'timed out')
   }
 
   /** Aborts, with a {@link SessionLostError} as reason, when the session is lost or revoked. */

@@ -88,12 +88,6 @@ describe('bad input', () => {
     expect(() => new Etcd3Locker(undefined as never)).toThrow(TypeError)
   })
 
-  it('the empty id, and a non-string id, are rejected with a clear error', () => {
-    const locker = new Etcd3Locker(client, {})
-    expect(() => locker.newLock('')).toThrow(/upload id must not be empty/)
-    expect(() => locker.newLock(7 as never)).toThrow(/upload id must be a string/)
-  })
-
   it('defaults are documented values', () => {
     expect(defaultLockerOptions()).toEqual({
       ttl: 60,

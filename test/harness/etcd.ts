@@ -3,7 +3,15 @@
  * The binary comes from ETCD_BIN or PATH.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { accessSync, constants, createWriteStream, mkdtempSync, rmSync } from 'node:fs'
+import {
+  accessSync,
+  constants,
+  createWriteStream,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs'
+import { request as httpsRequest } from 'node:https'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
@@ -72,11 +80,48 @@ export function freePort(): Promise<number> {
   })
 }
 
+/** TLS on the client port: etcd's certificate, and whether it demands client certificates. */
+export interface EtcdTls {
+  /** CA of client certificates (`--trusted-ca-file`); also how the health check verifies etcd. */
+  readonly caFile: string
+  /** etcd's server certificate and key (`--cert-file`, `--key-file`). */
+  readonly server: { readonly cert: string; readonly key: string }
+  /**
+   * A client certificate signed by `caFile`: with it etcd is started with `--client-cert-auth`
+   * and the health check presents it.
+   */
+  readonly client?: { readonly cert: string; readonly key: string }
+}
+
+/** Optional settings of {@link startEtcd}. */
+export interface StartEtcdOptions {
+  /** Serve clients over https (the peers stay on plain http, on loopback). */
+  readonly tls?: EtcdTls
+  /** More etcd flags, appended to every member's command line. */
+  readonly extraArgs?: readonly string[]
+}
+
 /**
  * Starts `size` (1 or 3) members forming one cluster, and waits until each is healthy.
- * `clientPorts` fixes the members' client ports (default: free ones).
+ * `clientPorts` fixes the members' client ports (default: free ones). With `options.tls` the
+ * client URLs are `https://`, and endpoints are still `127.0.0.1:<port>` (add `https://` for the
+ * etcd3 client, or pass `credentials`).
  */
-export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<EtcdCluster> {
+export async function startEtcd(
+  size = 1,
+  clientPorts: number[] = [],
+  options: StartEtcdOptions = {},
+): Promise<EtcdCluster> {
+  const { tls, extraArgs = [] } = options
+  const scheme = tls ? 'https' : 'http'
+  const tlsArgs = tls
+    ? [
+        `--cert-file=${tls.server.cert}`,
+        `--key-file=${tls.server.key}`,
+        `--trusted-ca-file=${tls.caFile}`,
+        ...(tls.client ? ['--client-cert-auth'] : []),
+      ]
+    : []
   const binary = findEtcdBinary()
   const root = mkdtempSync(join(tmpdir(), 'tus-etcd3-locker-etcd-'))
   const specs: Array<{ name: string; clientPort: number; peerPort: number }> = []
@@ -88,7 +133,7 @@ export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<E
   const token = `t${process.pid}-${Date.now()}`
   const members = specs.map((spec) => {
     const dataDir = join(root, spec.name)
-    const clientUrl = `http://127.0.0.1:${spec.clientPort}`
+    const clientUrl = `${scheme}://127.0.0.1:${spec.clientPort}`
     const peerUrl = `http://127.0.0.1:${spec.peerPort}`
     let child: ChildProcess | undefined
     let exited: Promise<void> = Promise.resolve()
@@ -108,6 +153,8 @@ export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<E
           `--initial-cluster-token=${token}`,
           '--logger=zap',
           '--log-level=warn',
+          ...tlsArgs,
+          ...extraArgs,
         ],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       )
@@ -132,7 +179,7 @@ export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<E
       restart: async () => {
         await member.kill()
         launch('existing')
-        await waitHealthy(member.endpoint, join(root, `${spec.name}.log`))
+        await waitHealthy(member.endpoint, join(root, `${spec.name}.log`), tls)
       },
     }
     return member
@@ -155,7 +202,7 @@ export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<E
     },
   }
   try {
-    await Promise.all(members.map((m) => waitHealthy(m.endpoint, join(root, `${m.name}.log`))))
+    await Promise.all(members.map((m) => waitHealthy(m.endpoint, join(root, `${m.name}.log`), tls)))
   } catch (error) {
     await cluster.stop()
     throw error
@@ -164,13 +211,14 @@ export async function startEtcd(size = 1, clientPorts: number[] = []): Promise<E
 }
 
 /** Polls `/health` (a test-harness start-up check, bounded to 20 s). */
-async function waitHealthy(endpoint: string, logFile: string): Promise<void> {
+async function waitHealthy(endpoint: string, logFile: string, tls?: EtcdTls): Promise<void> {
   const until = Date.now() + 20_000
   let last = 'no answer'
   while (Date.now() < until) {
     try {
-      const res = await fetch(`http://${endpoint}/health`, { signal: AbortSignal.timeout(1_000) })
-      const body = (await res.json()) as { health?: string }
+      const body = JSON.parse(
+        tls ? await httpsGet(`https://${endpoint}/health`, tls) : await httpGet(endpoint),
+      ) as { health?: string }
       if (body.health === 'true') return
       last = JSON.stringify(body)
     } catch (error) {
@@ -179,4 +227,38 @@ async function waitHealthy(endpoint: string, logFile: string): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
   throw new Error(`etcd at ${endpoint} not healthy after 20 s (${last}); see ${logFile}`)
+}
+
+async function httpGet(endpoint: string): Promise<string> {
+  const res = await fetch(`http://${endpoint}/health`, { signal: AbortSignal.timeout(1_000) })
+  return res.text()
+}
+
+/** GET over https verifying etcd with the test CA (global fetch cannot take a CA or client cert). */
+function httpsGet(url: string, tls: EtcdTls): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      url,
+      {
+        ca: readFileSync(tls.caFile),
+        ...(tls.client && {
+          cert: readFileSync(tls.client.cert),
+          key: readFileSync(tls.client.key),
+        }),
+        timeout: 1_000,
+      },
+      (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => {
+          body += chunk
+        })
+        res.on('end', () => resolve(body))
+        res.on('error', reject)
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('timed out')))
+    req.on('error', reject)
+    req.end()
+  })
 }
