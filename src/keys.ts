@@ -50,6 +50,14 @@ export function escapeId(id: unknown): string {
   return escaped.startsWith('.') ? `%2E${escaped.slice(1)}` : escaped
 }
 
+/**
+ * The inverse of {@link escapeId}: `%25` is `%`, `%2F` is `/`, and `%2E` in first place
+ * is `.`. One pass, so `%252F` (the id `%2F`) comes back as `%2F`, not `/`.
+ */
+export function unescapeId(segment: string): string {
+  return segment.replace(/^%2E|%25|%2F/g, (m) => (m === '%25' ? '%' : m === '%2F' ? '/' : '.'))
+}
+
 /** `P/<escaped id>/`: the queue of one upload; every entry is a key below it. */
 export function lockQueuePrefix(prefix: string, id: string): string {
   return `${prefix}/${escapeId(id)}/`
