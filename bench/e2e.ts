@@ -13,7 +13,7 @@ import { FileStore } from '@tus/file-store'
 import { MemoryLocker, Server } from '@tus/server'
 import type { KvStore, Locker, Upload as UploadInfo } from '@tus/utils'
 import { type HttpRequest, Upload } from 'tus-js-client'
-import { startRoundRobin } from './round-robin.js'
+import { startRoundRobin } from '../examples/round-robin-proxy.js'
 import { type BenchContext, locker, type Result } from './scenarios.js'
 import { percentile, round } from './stats.js'
 

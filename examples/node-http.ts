@@ -3,8 +3,13 @@
  *
  *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 npx tsx examples/node-http.ts
  *
- * Run it twice on two ports against the same etcd and the same FILES_DIR: both instances then
- * serve the same uploads without ever writing one upload at the same time.
+ * Environment: ETCD_ENDPOINTS (comma-separated host:port, default 127.0.0.1:2379), PORT (1080),
+ * HOST (listen address, 127.0.0.1; 0.0.0.0 in a container), FILES_DIR (./files), PREFIX (/tusd),
+ * INSTANCE_NAME (shown in logs and /health), LOCK_TTL (seconds, 10).
+ *
+ * Routes: /files (tus), / (upload page), /health (200 while the etcd session is live),
+ * /metrics (Prometheus). Run it twice on two ports against the same etcd and the same FILES_DIR:
+ * both instances serve the same uploads and never write one upload at the same time.
  */
 import { createServer, type Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -12,41 +17,95 @@ import { pathToFileURL } from 'node:url'
 import { FileStore } from '@tus/file-store'
 import { Server } from '@tus/server'
 import { Etcd3 } from 'etcd3'
+import { Registry } from 'prom-client'
 import { Etcd3Locker } from 'tus-etcd3-locker'
+import { registerLockerMetrics } from 'tus-etcd3-locker/metrics'
+import { serveUploadPage } from './upload-page.js'
 
 export interface TusInstance {
   readonly url: string
   readonly locker: Etcd3Locker
+  /** The current etcd session (lease id in hex), once granted. */
+  lease(): string | undefined
   /** Stops accepting requests, revokes the lock session, closes the etcd client. */
   close(): Promise<void>
 }
 
-/** Starts one tus instance on `port` (0: any free port) storing files in `directory`. */
-export async function startTusInstance(options: {
+export interface TusInstanceOptions {
   endpoints: string[]
   directory: string
+  /** 0: any free port. */
   port: number
+  host?: string
   prefix?: string
-}): Promise<TusInstance> {
+  /** Lock session TTL in seconds: how long a crashed instance's locks stay taken. */
+  ttl?: number
+  name?: string
+  /** Where to print what the locks do (default: nowhere). */
+  log?: (line: string) => void
+}
+
+/** Starts one tus instance storing files in `directory`, with upload metadata in etcd. */
+export async function startTusInstance(options: TusInstanceOptions): Promise<TusInstance> {
+  const name = options.name ?? 'tus'
+  const log = options.log ?? (() => {})
   const client = new Etcd3({ hosts: options.endpoints })
-  const locker = new Etcd3Locker(client, { prefix: options.prefix ?? '/tusd', ttl: 30 })
+  const locker = new Etcd3Locker(client, {
+    prefix: options.prefix ?? '/tusd',
+    ttl: options.ttl ?? 10,
+  })
+  const kvStore = locker.kvStore()
+  const registry = new Registry()
+  registerLockerMetrics(locker, { registry, kvStores: [kvStore] })
+  let lease: string | undefined
+  locker.on('sessionGranted', (s) => {
+    lease = s.lease
+    log(`etcd session ${s.lease} granted (ttl ${s.ttl}s)`)
+  })
+  locker.on('sessionLost', (s) => {
+    if (lease === s.lease) lease = undefined
+    log(`etcd session ${s.lease} ended: ${s.reason}`)
+  })
+  locker.on('lockAcquired', (e) => log(`lock ${e.id} acquired after ${e.waitedMs} ms`))
+  locker.on('releaseRequested', (e) => log(`lock ${e.id}: asked to release (${e.reason})`))
+  locker.on('lockReleased', (e) => log(`lock ${e.id} released after ${e.heldMs} ms`))
   await locker.ready() // fail at start-up, with a clear error, when etcd is not there
+
   const tus = new Server({
     path: '/files',
     // Upload metadata in etcd, shared by every instance; files in the shared directory.
-    datastore: new FileStore({ directory: options.directory, configstore: locker.kvStore() }),
+    datastore: new FileStore({ directory: options.directory, configstore: kvStore }),
     locker,
     respectForwardedHeaders: true,
   })
-  const http: HttpServer = createServer((req, res) => tus.handle(req, res))
+  const http: HttpServer = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/'
+    if (path === '/files' || path.startsWith('/files/')) return void tus.handle(req, res)
+    if (path === '/health') {
+      return void locker.ready().then(
+        () => sendJson(res, 200, { status: 'ok', instance: name, session: lease }),
+        (error: unknown) =>
+          sendJson(res, 503, { status: 'down', instance: name, error: String(error) }),
+      )
+    }
+    if (path === '/metrics') {
+      return void registry.metrics().then((text) => {
+        res.writeHead(200, { 'content-type': registry.contentType })
+        res.end(text)
+      })
+    }
+    if (serveUploadPage(req, res)) return
+    res.writeHead(404).end()
+  })
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject)
-    http.listen(options.port, '127.0.0.1', resolve)
+    http.listen(options.port, options.host ?? '127.0.0.1', resolve)
   })
   const { port } = http.address() as AddressInfo
   return {
     url: `http://127.0.0.1:${port}/files`,
     locker,
+    lease: () => lease,
     close: async () => {
       http.closeIdleConnections()
       const closed = new Promise((resolve) => http.close(resolve))
@@ -58,13 +117,24 @@ export async function startTusInstance(options: {
   }
 }
 
+function sendJson(res: import('node:http').ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' })
+  res.end(JSON.stringify(body))
+}
+
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const name = process.env.INSTANCE_NAME ?? 'tus'
   const instance = await startTusInstance({
     endpoints: (process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379').split(','),
     directory: process.env.FILES_DIR ?? './files',
     port: Number(process.env.PORT ?? 1080),
+    host: process.env.HOST,
+    prefix: process.env.PREFIX,
+    ttl: process.env.LOCK_TTL ? Number(process.env.LOCK_TTL) : undefined,
+    name,
+    log: (line) => console.log(`[${name}] ${line}`),
   })
-  console.log(`tus endpoint: ${instance.url}`)
+  console.log(`[${name}] ready at ${instance.url} (pid ${process.pid})`)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => void instance.close().then(() => process.exit(0)))
   }

@@ -1,20 +1,49 @@
-/** A minimal round-robin HTTP proxy on loopback, as a load balancer in front of tus instances. */
+/**
+ * A small round-robin HTTP proxy on loopback: the load balancer in front of the tus instances of
+ * `npm start` (nginx plays this part in docker-compose.yml).
+ *
+ * An instance that refuses connections is skipped for a few seconds, so a client's retry reaches
+ * a live one; requests already inside a dying instance fail and the tus client resumes them.
+ */
 import { createServer, request, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Transform, type TransformCallback } from 'node:stream'
 
 export interface RoundRobin {
   readonly url: string
   close(): Promise<void>
 }
 
-export async function startRoundRobin(targets: string[]): Promise<RoundRobin> {
+export interface RoundRobinOptions {
+  /** Port to listen on (default 0: any free port). */
+  port?: number
+  /** Limit each request body to this many bytes per second (for demos and tests). */
+  uploadBytesPerSecond?: number
+}
+
+/** How long an instance that refused a connection is left out of the rotation. */
+const DOWN_FOR_MS = 3_000
+
+export async function startRoundRobin(
+  targets: string[],
+  options: RoundRobinOptions = {},
+): Promise<RoundRobin> {
   let next = 0
+  const downUntil = new Map<string, number>()
+  const pick = (): string => {
+    for (let i = 0; i < targets.length; i++) {
+      const target = targets[next++ % targets.length] ?? ''
+      if ((downUntil.get(target) ?? 0) <= Date.now()) return target
+    }
+    return targets[next++ % targets.length] ?? ''
+  }
   const server: Server = createServer((req, res) => {
-    const target = new URL(targets[next++ % targets.length] ?? '')
+    const target = pick()
+    const url = new URL(target)
     const upstream = request(
       {
-        host: target.hostname,
-        port: target.port,
+        host: url.hostname,
+        port: url.port,
         method: req.method,
         path: req.url,
         headers: {
@@ -28,18 +57,44 @@ export async function startRoundRobin(targets: string[]): Promise<RoundRobin> {
         answer.pipe(res)
       },
     )
-    upstream.on('error', () => {
-      if (!res.headersSent) res.writeHead(502)
-      res.end()
+    upstream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ECONNREFUSED') downUntil.set(target, Date.now() + DOWN_FOR_MS)
+      // Close the client's connection too: a browser still sending the body would otherwise
+      // wait for it, instead of seeing the failure and resuming through another instance.
+      if (res.headersSent) return void res.destroy()
+      res.writeHead(502, { connection: 'close' })
+      res.end(() => req.socket.destroy())
     })
-    req.pipe(upstream)
+    const limit = options.uploadBytesPerSecond
+    if (limit) req.pipe(new Throttle(limit)).pipe(upstream)
+    else req.pipe(upstream)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 0, '127.0.0.1', resolve)
+  })
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: async () => {
       server.closeAllConnections()
       await new Promise((resolve) => server.close(resolve))
     },
+  }
+}
+
+/** Passes bytes on at most `bytesPerSecond`, in slices of 1/20 s. */
+class Throttle extends Transform {
+  constructor(private readonly bytesPerSecond: number) {
+    super()
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    const slice = Math.max(1, Math.floor(this.bytesPerSecond / 20))
+    const push = (offset: number) => {
+      if (offset >= chunk.length) return done()
+      this.push(chunk.subarray(offset, offset + slice))
+      setTimeout(() => push(offset + slice), 50)
+    }
+    push(0)
   }
 }

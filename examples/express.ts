@@ -1,0 +1,55 @@
+/**
+ * A tus upload server on express with Etcd3Locker and Prometheus metrics: copy this file to
+ * start your own.
+ *
+ *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 npx tsx examples/express.ts
+ *
+ * Uploads go to /files, metrics to /metrics. Run it on several ports (or machines) against the
+ * same etcd and shared storage: the instances never write one upload at the same time.
+ */
+import { FileStore } from '@tus/file-store'
+import { Server } from '@tus/server'
+import { Etcd3 } from 'etcd3'
+import express from 'express'
+import { Registry } from 'prom-client'
+import { Etcd3Locker } from 'tus-etcd3-locker'
+import { registerLockerMetrics } from 'tus-etcd3-locker/metrics'
+
+const client = new Etcd3({ hosts: (process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379').split(',') })
+const locker = new Etcd3Locker(client, { prefix: '/tusd', ttl: 10 })
+const configstore = locker.kvStore() // upload metadata in etcd, shared by every instance
+const registry = new Registry()
+registerLockerMetrics(locker, { registry, kvStores: [configstore] })
+await locker.ready() // fails here, with a clear error, when etcd cannot be reached
+
+const tus = new Server({
+  path: '/files',
+  datastore: new FileStore({ directory: process.env.FILES_DIR ?? './files', configstore }),
+  locker,
+  respectForwardedHeaders: true,
+})
+
+const app = express()
+app.get('/metrics', async (_req, res) => {
+  res.type(registry.contentType).send(await registry.metrics())
+})
+app.all('/files{/*rest}', (req, res) => tus.handle(req, res))
+
+const port = Number(process.env.PORT ?? 1080)
+const http = app.listen(port, '127.0.0.1', () => {
+  console.log(
+    `tus endpoint: http://127.0.0.1:${port}/files  metrics: http://127.0.0.1:${port}/metrics`,
+  )
+})
+
+// SIGTERM (Kubernetes, docker stop) and Ctrl-C: stop taking requests, revoke the session so
+// every lock of this instance is free at once, then exit.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    http.close()
+    void locker.close().then(() => {
+      client.close()
+      process.exit(0)
+    })
+  })
+}

@@ -1,0 +1,158 @@
+/**
+ * Several tus instances (each its own process, as behind a real load balancer) sharing one files
+ * directory and one etcd, with a round-robin proxy in front that also serves the upload page.
+ *
+ *   ETCD_ENDPOINTS=127.0.0.1:2379 npx tsx examples/multi-instance.ts
+ *
+ * `npm start` runs this with a local etcd when ETCD_ENDPOINTS is not set.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { type RoundRobin, startRoundRobin } from './round-robin-proxy.js'
+
+export interface DeploymentOptions {
+  endpoints: string[]
+  directory: string
+  /** Port of the proxy (0: any free port). */
+  port: number
+  /** Number of tus instances (default 2). */
+  instances?: number
+  prefix?: string
+  /** Lock session TTL in seconds (default 10). */
+  ttl?: number
+  /** Throttle upload bodies at the proxy (demos and tests), bytes per second. */
+  uploadBytesPerSecond?: number
+  /** Where the instances' and the proxy's lines go (default: console.log). */
+  log?: (line: string) => void
+}
+
+export interface InstanceProcess {
+  readonly name: string
+  readonly pid: number
+  /** `http://127.0.0.1:<port>` */
+  readonly origin: string
+  /** The instance's current etcd session (from its /health), or undefined if it does not answer. */
+  session(): Promise<string | undefined>
+  /** Sends `signal` to the instance's pid and resolves once it has exited. */
+  kill(signal?: NodeJS.Signals): Promise<void>
+}
+
+export interface Deployment {
+  /** The proxy: upload page at `/`, tus endpoint at `/files`. */
+  readonly url: string
+  readonly instances: InstanceProcess[]
+  /** SIGTERM to every instance (each revokes its session), then stops the proxy. */
+  close(): Promise<void>
+}
+
+const instanceScript = fileURLToPath(new URL('./node-http.ts', import.meta.url))
+
+/** Starts the instances and the proxy; rejects (and stops what started) if one fails. */
+export async function startDeployment(options: DeploymentOptions): Promise<Deployment> {
+  const log = options.log ?? ((line: string) => console.log(line))
+  const count = options.instances ?? 2
+  const starting = Array.from({ length: count }, (_, i) =>
+    startInstance(`tus${i + 1}`, options, log),
+  )
+  const results = await Promise.allSettled(starting)
+  const instances = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))
+  const failed = results.find((r) => r.status === 'rejected')
+  if (failed) {
+    await Promise.all(instances.map((i) => i.kill('SIGTERM')))
+    throw failed.reason
+  }
+  let proxy: RoundRobin
+  try {
+    proxy = await startRoundRobin(
+      instances.map((i) => i.origin),
+      { port: options.port, uploadBytesPerSecond: options.uploadBytesPerSecond },
+    )
+  } catch (error) {
+    await Promise.all(instances.map((i) => i.kill('SIGTERM')))
+    throw error
+  }
+  log(`[proxy] round-robin over ${instances.map((i) => `${i.name} ${i.origin}`).join(', ')}`)
+  return {
+    url: proxy.url,
+    instances,
+    close: async () => {
+      await Promise.all(instances.map((i) => i.kill('SIGTERM')))
+      await proxy.close()
+    },
+  }
+}
+
+async function startInstance(
+  name: string,
+  options: DeploymentOptions,
+  log: (line: string) => void,
+): Promise<InstanceProcess> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', instanceScript], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: {
+      ...process.env,
+      ETCD_ENDPOINTS: options.endpoints.join(','),
+      FILES_DIR: options.directory,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      PREFIX: options.prefix ?? '/tusd',
+      LOCK_TTL: String(options.ttl ?? 10),
+      INSTANCE_NAME: name,
+    },
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  // A crash of this process must not leave instances running.
+  const killOnExit = () =>
+    child.pid && child.exitCode === null && process.kill(child.pid, 'SIGKILL')
+  process.once('exit', killOnExit)
+  exited.then(() => process.removeListener('exit', killOnExit))
+  const origin = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
+    lines.on('line', (line) => {
+      log(line)
+      const ready = /ready at (http:\/\/[^/\s]+)\/files/.exec(line)
+      if (ready?.[1]) resolve(ready[1])
+    })
+    child.once('exit', (code, signal) =>
+      reject(
+        new Error(`${name} exited (${code ?? signal}) before it was ready; see its output above`),
+      ),
+    )
+  })
+  const pid = child.pid as number
+  return {
+    name,
+    pid,
+    origin,
+    session: async () => {
+      try {
+        const res = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(2_000) })
+        return ((await res.json()) as { session?: string }).session
+      } catch {
+        return undefined
+      }
+    },
+    kill: async (signal = 'SIGKILL') => {
+      if (child.exitCode === null && child.signalCode === null) process.kill(pid, signal)
+      // A graceful stop gets 10 s (lock drain + revoke); then it is killed.
+      const timer = setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL')
+      }, 10_000)
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const deployment = await startDeployment({
+    endpoints: (process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379').split(','),
+    directory: process.env.FILES_DIR ?? './files',
+    port: Number(process.env.PORT ?? 1080),
+  })
+  console.log(`upload page: ${deployment.url}/  tus endpoint: ${deployment.url}/files`)
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void deployment.close().then(() => process.exit(0)))
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Optional Prometheus metrics for an {@link Etcd3Locker}, with `prom-client` (an optional peer
+ * dependency: import this module, `tus-etcd3-locker/metrics`, only when you have it installed).
+ */
+import { ERRORS } from '@tus/utils'
+import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
+import type { Etcd3KvStore } from './kv-store.js'
+import type { LeasingCounters } from './leasing-cache.js'
+import type { Etcd3Locker } from './locker.js'
+
+/** Options of {@link registerLockerMetrics}. */
+export interface LockerMetricsOptions {
+  /** Where the metrics are registered; default: prom-client's global registry. */
+  registry?: Registry
+  /** Start of every metric name; default `tus_etcd3_locker_`. */
+  namePrefix?: string
+  /** KV stores whose leasing-cache counters (hits, misses, revokes) are exported too. */
+  kvStores?: Etcd3KvStore<unknown>[]
+}
+
+/** What {@link registerLockerMetrics} returns: call `stop()` to detach from the locker. */
+export interface LockerMetrics {
+  readonly registry: Registry
+  /** Stops listening to the locker and removes the metrics from the registry. */
+  stop(): void
+}
+
+// Lock waits range from a local hand-over (~1 ms) to a whole acquireLockTimeout (30 s).
+const WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/**
+ * Exports what the locker does as Prometheus metrics: lock wait time (histogram), acquisitions,
+ * timeouts and other failures, locks held, release requests by cause, sessions granted and lost,
+ * and the leasing cache's hits, misses and revokes of `kvStores`.
+ *
+ * @example
+ * ```ts
+ * import { registerLockerMetrics } from 'tus-etcd3-locker/metrics'
+ * const metrics = registerLockerMetrics(locker, { kvStores: [locker.kvStore()] })
+ * // GET /metrics: res.end(await metrics.registry.metrics())
+ * ```
+ */
+export function registerLockerMetrics(
+  locker: Etcd3Locker,
+  options: LockerMetricsOptions = {},
+): LockerMetrics {
+  const registry = options.registry ?? globalRegistry
+  const p = options.namePrefix ?? 'tus_etcd3_locker_'
+  const registers = [registry]
+  const names: string[] = []
+  const name = (suffix: string) => {
+    names.push(`${p}${suffix}`)
+    return `${p}${suffix}`
+  }
+  const waitSeconds = new Histogram({
+    name: name('lock_wait_seconds'),
+    help: 'Time from lock() to holding the lock, for locks that were acquired.',
+    buckets: WAIT_BUCKETS,
+    registers,
+  })
+  const acquisitions = new Counter({
+    name: name('lock_acquisitions_total'),
+    help: 'Locks acquired.',
+    registers,
+  })
+  const timeouts = new Counter({
+    name: name('lock_timeouts_total'),
+    help: 'lock() calls that gave up: acquireLockTimeout passed or the request was aborted.',
+    registers,
+  })
+  const failures = new Counter({
+    name: name('lock_failures_total'),
+    help: 'lock() calls that failed for another reason, by error name.',
+    labelNames: ['error'],
+    registers,
+  })
+  const held = new Gauge({ name: name('locks_held'), help: 'Locks held now.', registers })
+  const releaseRequests = new Counter({
+    name: name('release_requests_total'),
+    help: 'Times a holder was asked to release, by cause.',
+    labelNames: ['cause'],
+    registers,
+  })
+  const sessionsGranted = new Counter({
+    name: name('sessions_granted_total'),
+    help: 'etcd sessions (leases) granted.',
+    registers,
+  })
+  const sessionsLost = new Counter({
+    name: name('sessions_lost_total'),
+    help: 'etcd sessions ended: expired, forgotten by etcd, or revoked by close().',
+    registers,
+  })
+  const kvStores = options.kvStores ?? []
+  const kvCounter = (field: keyof LeasingCounters, help: string) => {
+    let reported = 0
+    return new Counter({
+      name: name(`kv_cache_${field}_total`),
+      help,
+      registers,
+      // Read at scrape time: the stores keep the counts, we report what grew since last time.
+      collect() {
+        const now = kvStores.reduce((sum, store) => sum + store.counters[field], 0)
+        if (now > reported) this.inc(now - reported)
+        reported = now
+      },
+    })
+  }
+  kvCounter('hits', 'KV gets served from the leasing cache.')
+  kvCounter('misses', 'KV gets that read etcd.')
+  kvCounter('revokes', 'Cache leases given up because a writer elsewhere asked.')
+
+  const listeners = {
+    lockAcquired: ({ waitedMs }: { waitedMs: number }) => {
+      acquisitions.inc()
+      waitSeconds.observe(waitedMs / 1_000)
+      held.inc()
+    },
+    lockReleased: () => held.dec(),
+    lockFailed: ({ error }: { error: unknown }) => {
+      if (error === ERRORS.ERR_LOCK_TIMEOUT) timeouts.inc()
+      else failures.inc({ error: error instanceof Error ? error.name : 'unknown' })
+    },
+    releaseRequested: ({ cause }: { cause: string }) => releaseRequests.inc({ cause }),
+    sessionGranted: () => sessionsGranted.inc(),
+    sessionLost: () => {
+      sessionsLost.inc()
+    },
+  }
+  locker.on('lockAcquired', listeners.lockAcquired)
+  locker.on('lockReleased', listeners.lockReleased)
+  locker.on('lockFailed', listeners.lockFailed)
+  locker.on('releaseRequested', listeners.releaseRequested)
+  locker.on('sessionGranted', listeners.sessionGranted)
+  locker.on('sessionLost', listeners.sessionLost)
+  return {
+    registry,
+    stop: () => {
+      locker.off('lockAcquired', listeners.lockAcquired)
+      locker.off('lockReleased', listeners.lockReleased)
+      locker.off('lockFailed', listeners.lockFailed)
+      locker.off('releaseRequested', listeners.releaseRequested)
+      locker.off('sessionGranted', listeners.sessionGranted)
+      locker.off('sessionLost', listeners.sessionLost)
+      for (const name of names) registry.removeSingleMetric(name)
+    },
+  }
+}
