@@ -131,8 +131,9 @@ export class Etcd3Lock implements Lock {
 
   /**
    * Releases the lock: deletes this request's key (if it is still ours) and lets the next request
-   * go. Resolves when etcd has the delete, or after half a second if etcd does not answer (the delete
-   * is retried until the session ends). Idempotent: a second call, or a call on a lock that was
+   * go. Resolves at once: the delete is sent in the background and retried until etcd has it or
+   * the session ends; the next request of this process for this upload waits for it, and
+   * `close()` revokes the session anyway. Idempotent: a second call, or a call on a lock that was
    * never acquired, resolves and does nothing.
    */
   unlock(): Promise<void> {
@@ -143,8 +144,11 @@ export class Etcd3Lock implements Lock {
     this.entry?.session.signal.removeEventListener('abort', this.onSessionLost)
     log.lock('%s: unlock', this.queuePrefix)
     this.context.emit('lockReleased', { id: this.id, heldMs: Date.now() - this.heldSince })
-    const queue = this.context.localQueue(this.queuePrefix)
-    this.unlocking = settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS).then(() => undefined)
+    // The delete goes on after unlock() returns: @tus/server awaits unlock() before it answers,
+    // and nothing of this request needs the delete. The next request of this process for the
+    // upload waits for it (local queue); others wait on its watch event, as for any holder.
+    void this.leaveQueue(this.context.localQueue(this.queuePrefix))
+    this.unlocking = Promise.resolve()
     return this.unlocking
   }
 

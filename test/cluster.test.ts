@@ -11,6 +11,7 @@ import {
   startEtcd,
   uniquePrefix,
   untilKeyCount,
+  untilNoKeys,
   within,
 } from './harness/index.js'
 
@@ -112,7 +113,7 @@ describe('three-member cluster', () => {
       expect(overlaps).toEqual([])
       expect(sessionsLost).toEqual([])
       await Promise.all(acquired.map((lock) => lock.unlock()))
-      expect(await keysUnder(newClient(survivors), prefix)).toEqual([])
+      await untilNoKeys(newClient(survivors), prefix)
 
       await victim.restart()
       const again = locker([victim.endpoint], prefix).newLock('after-restart')

@@ -111,3 +111,25 @@ export async function untilKeyCount(client: Etcd3, prefix: string, count: number
     await watcher.cancel()
   }
 }
+
+/**
+ * Resolves once `prefix` holds no key (watched, not polled), failing after `ms`: `unlock()`
+ * resolves before etcd has the delete, so a test that checks "no key left" waits for it.
+ */
+export async function untilNoKeys(client: Etcd3, prefix: string, ms = 5_000): Promise<void> {
+  const watcher = await client.watch().prefix(prefix).create()
+  try {
+    await within(
+      new Promise<void>((resolve, reject) => {
+        const recount = () =>
+          keysUnder(client, prefix).then((keys) => keys.length === 0 && resolve(), reject)
+        watcher.on('delete', recount)
+        recount()
+      }),
+      ms,
+      `no key left under ${prefix}`,
+    )
+  } finally {
+    await watcher.cancel()
+  }
+}
