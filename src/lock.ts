@@ -172,15 +172,22 @@ export class Etcd3Lock implements Lock {
         this.context.limit,
       )
       this.entry = entry
+      // A process frozen while it waited (GC, SIGSTOP) can wake to the news that it is first in
+      // a queue its expired lease has already left: hold only while the session is trusted.
+      const ours = () => {
+        if (session.isTrusted) return entry
+        session.markLost('the lease deadline passed while this request waited')
+        throw stop.signal.reason
+      }
       try {
-        if (await abortable(entry.enqueue(), stop.signal)) return entry
+        if (await abortable(entry.enqueue(), stop.signal)) return ours()
         for (;;) {
           const predecessor = await abortable(entry.predecessor(), stop.signal)
-          if (predecessor === undefined) return entry
+          if (predecessor === undefined) return ours()
           log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
           const outcome = await entry.waitForDelete(predecessor, stop.signal)
           // Nothing older than the deleted entry: ours is first now, no need to read again.
-          if (outcome === 'deleted' && predecessor.last) return entry
+          if (outcome === 'deleted' && predecessor.last) return ours()
         }
       } catch (error) {
         if (error instanceof EtcdLeaseInvalidError) {
