@@ -1,45 +1,45 @@
 /**
  * Scenario 7: tus uploads end to end with tus-js-client. (a) one instance with MemoryLocker and
  * FileStore's own metadata files; (b) two instances with Etcd3Locker and the etcd KV store behind
- * a round-robin proxy, sharing one directory.
+ * a round-robin proxy, sharing one directory (the deployment of `npm start`). Every instance is
+ * a process of its own, as deployed.
  */
+
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { FileStore } from '@tus/file-store'
-import { MemoryLocker, Server } from '@tus/server'
-import type { KvStore, Locker, Upload as UploadInfo } from '@tus/utils'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { type HttpRequest, Upload } from 'tus-js-client'
-import { startRoundRobin } from '../examples/round-robin-proxy.js'
-import { type BenchContext, locker, type Result } from './scenarios.js'
+import { startDeployment } from '../examples/multi-instance.js'
+import type { BenchContext, Result } from './scenarios.js'
 import { percentile, round } from './stats.js'
 
 const CHUNK = 1024 * 1024
 const UPLOAD_SIZE = 2 * CHUNK
 const CONCURRENCY = 4
+const memoryScript = fileURLToPath(new URL('./memory-instance.ts', import.meta.url))
 
-async function tusInstance(
-  ctx: BenchContext,
-  directory: string,
-  lockerOf: Locker,
-  configstore?: KvStore<UploadInfo>,
-): Promise<string> {
-  const tus = new Server({
-    path: '/files',
-    datastore: new FileStore({ directory, configstore }),
-    locker: lockerOf,
-    respectForwardedHeaders: true,
+/** The baseline instance in its own process; resolves with its origin once it listens. */
+async function memoryInstance(ctx: BenchContext, directory: string): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', memoryScript], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, FILES_DIR: directory },
   })
-  const http = createServer((req, res) => tus.handle(req, res))
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve))
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   ctx.defer(async () => {
-    http.closeAllConnections()
-    await new Promise((resolve) => http.close(resolve))
+    if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGTERM')
+    await exited
   })
-  return `http://127.0.0.1:${(http.address() as AddressInfo).port}`
+  return new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const ready = /ready at (http:\/\/[^/\s]+)\/files/.exec(line)
+      if (ready?.[1]) resolve(ready[1])
+    })
+    child.once('exit', (code) => reject(new Error(`memory instance exited (${code})`)))
+  })
 }
 
 interface Side {
@@ -97,23 +97,25 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
   )
   ctx.defer(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))))
   const [single, shared] = dirs as [string, string]
+  // Each instance is its own process, as deployed; the clients (and the proxy) run here.
   const memory: Side = {
     name: 'one instance, MemoryLocker + metadata files',
-    endpoint: await tusInstance(ctx, single, new MemoryLocker()),
+    endpoint: await memoryInstance(ctx, single),
     seconds: 0,
     uploads: 0,
     requests: new Map(),
   }
-  const [a, b] = [locker(ctx), locker(ctx)]
-  const instances = [
-    await tusInstance(ctx, shared, a, a.kvStore()),
-    await tusInstance(ctx, shared, b, b.kvStore()),
-  ]
-  const proxy = await startRoundRobin(instances)
-  ctx.defer(() => proxy.close())
+  const deployment = await startDeployment({
+    endpoints: ctx.hosts,
+    directory: shared,
+    port: 0,
+    prefix: ctx.prefix,
+    log: () => {},
+  })
+  ctx.defer(() => deployment.close())
   const etcd: Side = {
     name: 'two instances behind a proxy, Etcd3Locker + etcd metadata',
-    endpoint: proxy.url,
+    endpoint: deployment.url,
     seconds: 0,
     uploads: 0,
     requests: new Map(),

@@ -39,6 +39,9 @@ export async function runBench(options: {
 }): Promise<BenchRun> {
   const started = performance.now()
   const results: Result[] = []
+  for (const name of options.only ?? []) {
+    if (!(name in SCENARIOS)) throw new Error(`no scenario ${name}: ${Object.keys(SCENARIOS)}`)
+  }
   for (const name of options.only ?? (Object.keys(SCENARIOS) as Array<keyof typeof SCENARIOS>)) {
     const cleanups: Array<() => unknown> = []
     const ctx: BenchContext = {
@@ -83,6 +86,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     const run = await runBench({
       hosts: given ?? etcd?.endpoints ?? [],
       quick: process.env.BENCH_QUICK === '1',
+      // BENCH_ONLY=lockCycle,endToEnd runs just those scenarios.
+      only: process.env.BENCH_ONLY?.split(',') as Array<keyof typeof SCENARIOS> | undefined,
       log: (line) => console.error(line),
     })
     console.log(markdownTable(run))

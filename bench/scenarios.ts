@@ -134,25 +134,34 @@ export async function throughput(ctx: BenchContext): Promise<Result[]> {
   const results: Result[] = []
   for (const concurrency of [1, 16, 256]) {
     const perWorker = ctx.quick ? 2 : Math.max(10, Math.ceil(400 / concurrency))
-    const run = async (op: (worker: number, i: number) => Promise<unknown>) => {
+    const run = async (
+      op: (worker: number, i: number) => Promise<unknown>,
+      settle: () => Promise<unknown> = async () => {},
+    ) => {
       const start = process.hrtime.bigint()
       await Promise.all(
         Array.from({ length: concurrency }, async (_, w) => {
           for (let i = 0; i < perWorker; i++) await op(w, i)
         }),
       )
+      await settle()
       const seconds = Number(process.hrtime.bigint() - start) / 1e9
       return (concurrency * perWorker) / seconds
     }
     const locks: number[] = []
     const writes: number[] = []
     for (let r = 0; r < (ctx.quick ? 1 : 5); r++) {
+      const ids = `c${concurrency}-r${r}-`
       locks.push(
-        await run(async (w, i) => {
-          const lock = ours.newLock(`c${concurrency}-r${r}-${w}-${i}`)
-          await lock.lock(never(), noop)
-          await lock.unlock()
-        }),
+        await run(
+          async (w, i) => {
+            const lock = ours.newLock(`${ids}${w}-${i}`)
+            await lock.lock(never(), noop)
+            await lock.unlock()
+          },
+          // unlock() resolves before etcd has the delete: the run ends when the last one landed.
+          () => untilGone(etcd, `${ctx.prefix}/${ids}`),
+        ),
       )
       writes.push(await run((w, i) => etcd.put(`${ctx.prefix}/raw/${w}/${i}`).value('x').exec()))
     }
@@ -169,6 +178,25 @@ export async function throughput(ctx: BenchContext): Promise<Result[]> {
     )
   }
   return results
+}
+
+/** Resolves once no key under `prefix` is left (watched from the revision it counted at). */
+async function untilGone(etcd: Etcd3, prefix: string): Promise<void> {
+  const watcher = await etcd.watch().prefix(prefix).create()
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const recount = () =>
+        etcd
+          .getAll()
+          .prefix(prefix)
+          .count()
+          .then((n) => n === 0 && resolve(), reject)
+      watcher.on('delete', recount)
+      recount()
+    })
+  } finally {
+    await watcher.cancel()
+  }
 }
 
 /** Scenario 4: holder unlocks -> waiter in another instance holds, vs one etcd round trip. */
