@@ -101,6 +101,7 @@ describe('three-member cluster', () => {
       const pause = Date.now() - killedAt
 
       expect(sessionsLost).toEqual([])
+      await untilNoKeys(newClient(survivors), `${prefix}/probe/`) // unlock() does not wait for it
       expect(await keysUnder(newClient(survivors), prefix)).toHaveLength(40)
 
       await Promise.all(
