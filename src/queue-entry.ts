@@ -1,4 +1,4 @@
-import type { IKeyValue, Namespace } from 'etcd3'
+import type { IKeyValue, IRangeRequest, Namespace } from 'etcd3'
 import { abortable } from './abort.js'
 import { LockLostError } from './errors.js'
 import { callOptions, retryWhileSessionLives } from './etcd-calls.js'
@@ -21,6 +21,9 @@ export interface Predecessor {
  */
 export class QueueEntry {
   readonly key: string
+  /** Our key and the queue's first entry, as etcd sees them (with the client's namespace). */
+  private readonly keyBytes: Buffer
+  private readonly firstEntry: IRangeRequest
   private enqueued: Promise<bigint> | undefined
   private rev: bigint | undefined
 
@@ -31,6 +34,17 @@ export class QueueEntry {
     private readonly limit: InFlightLimit,
   ) {
     this.key = queuePrefix + session.leaseHex
+    // The two txns of every lock cycle go to the KV service directly: the query builders cost a
+    // cycle about 20% more client CPU (bench/throughput). Keys carry the namespace's prefix.
+    this.keyBytes = Buffer.concat([client.prefix, Buffer.from(this.key)])
+    const start = Buffer.concat([client.prefix, Buffer.from(queuePrefix)])
+    this.firstEntry = {
+      key: start,
+      range_end: prefixEnd(start),
+      sort_order: 'Ascend',
+      sort_target: 'Create',
+      limit: 1,
+    }
   }
 
   /** Create revision of our key: our place in the queue. */
@@ -43,15 +57,19 @@ export class QueueEntry {
    * queue's first entry. Safe to repeat. Resolves `true` when we hold the lock already.
    */
   async enqueue(): Promise<boolean> {
-    const first = () =>
-      this.client.getAll().prefix(this.queuePrefix).sort('Create', 'Ascend').limit(1)
+    const key = this.keyBytes
     const txn = this.limit.run(() =>
-      this.client
-        .if(this.key, 'Create', '==', 0)
-        .then(this.client.put(this.key).value('').lease(this.session.leaseId), first())
-        .else(this.client.get(this.key), first())
-        .options(callOptions())
-        .commit(),
+      this.client.kv.txn(
+        {
+          compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+          success: [
+            { request_put: { key, value: EMPTY, lease: this.session.leaseId } },
+            { request_range: this.firstEntry },
+          ],
+          failure: [{ request_range: { key } }, { request_range: this.firstEntry }],
+        },
+        callOptions(),
+      ),
     )
     const enqueued = txn.then((res) => {
       const mine = res.responses[0]?.response_range?.kvs[0]
@@ -114,12 +132,22 @@ export class QueueEntry {
       () =>
         this.limit.run<unknown>(() =>
           rev === undefined
-            ? this.client.delete().key(this.key).options(callOptions()).exec()
-            : this.client
-                .if(this.key, 'Create', '==', rev.toString())
-                .then(this.client.delete().key(this.key))
-                .options(callOptions())
-                .commit(),
+            ? this.client.kv.deleteRange({ key: this.keyBytes }, callOptions())
+            : this.client.kv.txn(
+                {
+                  compare: [
+                    {
+                      key: this.keyBytes,
+                      target: 'Create',
+                      result: 'Equal',
+                      create_revision: rev.toString(),
+                    },
+                  ],
+                  success: [{ request_delete_range: { key: this.keyBytes } }],
+                  failure: [],
+                },
+                callOptions(),
+              ),
         ),
       `delete ${this.key}`,
     )
@@ -134,4 +162,18 @@ export class QueueEntry {
 function createRevision(kv: IKeyValue | undefined): bigint {
   if (kv === undefined) throw new Error('etcd answered without the expected key')
   return BigInt(kv.create_revision)
+}
+
+const EMPTY = Buffer.alloc(0)
+
+/** The first key after every key that starts with `prefix` (etcd's range end of a prefix). */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix)
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1
+      return end.subarray(0, i + 1)
+    }
+  }
+  return Buffer.from([0]) // all 0xff: to the end of the key space
 }
