@@ -30,7 +30,9 @@ async function memoryInstance(ctx: BenchContext, directory: string): Promise<str
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   ctx.defer(async () => {
-    if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGTERM')
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      process.kill(child.pid, 'SIGTERM')
+    }
     await exited
   })
   return new Promise<string>((resolve, reject) => {

@@ -92,7 +92,13 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     })
     console.log(markdownTable(run))
     console.log(`\n${run.machine}; ${run.seconds} s`)
-    writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(run, null, 2)}\n`)
+    // Only a whole run replaces the results and the chart the README shows.
+    const whole = process.env.BENCH_QUICK !== '1' && process.env.BENCH_ONLY === undefined
+    const suffix = whole ? '' : '.partial'
+    writeFileSync(
+      new URL(`./results${suffix}.json`, import.meta.url),
+      `${JSON.stringify(run, null, 2)}\n`,
+    )
     const bars = run.results
       .filter((r) => r.unit === 'ratio')
       .map((r) => ({
@@ -101,7 +107,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
         ...(r.goal ? { goal: r.goal } : {}),
       }))
     writeFileSync(
-      new URL('./results.svg', import.meta.url),
+      new URL(`./results${suffix}.svg`, import.meta.url),
       barChart(`tus-etcd3-locker: ratios against same-run baselines (${run.machine})`, bars),
     )
   } finally {

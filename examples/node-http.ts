@@ -89,10 +89,15 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
       )
     }
     if (path === '/metrics') {
-      return void registry.metrics().then((text) => {
-        res.writeHead(200, { 'content-type': registry.contentType })
-        res.end(text)
-      })
+      return void registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType })
+          res.end(text)
+        },
+        (error: unknown) => {
+          res.writeHead(500).end(String(error))
+        },
+      )
     }
     if (serveUploadPage(req, res)) return
     res.writeHead(404).end()

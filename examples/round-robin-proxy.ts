@@ -55,8 +55,15 @@ export async function startRoundRobin(
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.pipe(res)
+        // An instance that dies mid-answer: end the client's connection too, so it retries.
+        answer.once('error', () => res.destroy())
       },
     )
+    // A client that goes away mid-request (a paused upload): end the instance's request too, or
+    // it would keep waiting for the body, holding the upload's lock.
+    res.once('close', () => {
+      if (!res.writableFinished) upstream.destroy()
+    })
     upstream.on('error', (error: NodeJS.ErrnoException) => {
       if (error.code === 'ECONNREFUSED') downUntil.set(target, Date.now() + DOWN_FOR_MS)
       // Close the client's connection too: a browser still sending the body would otherwise

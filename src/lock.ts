@@ -28,8 +28,9 @@ export interface LockContext {
   emit<K extends keyof LockerEvents>(event: K, ...info: LockerEvents[K]): void
 }
 
-// How long lock() and unlock() wait for their key's delete before they return anyway; the delete
+// How long a lock() that gives up waits for its key's delete before it rejects anyway; the delete
 // goes on (retried until etcd answers or the session ends) and the next local request waits for it.
+// unlock() does not wait at all.
 const RELEASE_WAIT_MS = 500
 
 const RELEASE_REASONS: Record<ReleaseCause, string> = {

@@ -121,7 +121,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   ): Etcd3KvStore<T> {
     // The prefix and session are the locker's: refuse them here rather than ignore them.
     const { leasing, revokeBackoff }: KvStoreOptions = checkOptionsObject(options, KV_STORE_CALL)
-    const id = `${leasing}/${revokeBackoff}`
+    // Defaults first: kvStore() and kvStore({ leasing: true }) must share one cache.
+    const id = `${leasing ?? true}/${revokeBackoff ?? 1_000}`
     let store = this.kvStores.get(id)
     if (store === undefined) {
       store = new Etcd3KvStore<unknown>(

@@ -10,7 +10,10 @@ import type { Etcd3Locker } from './locker.js'
 
 /** Options of {@link registerLockerMetrics}. */
 export interface LockerMetricsOptions {
-  /** Where the metrics are registered; default: prom-client's global registry. */
+  /**
+   * Where the metrics are registered; default: prom-client's global registry. One registry (or
+   * `namePrefix`) per locker: prom-client refuses a metric name registered twice.
+   */
   registry?: Registry
   /** Start of every metric name; default `tus_etcd3_locker_`. */
   namePrefix?: string

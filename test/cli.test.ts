@@ -182,6 +182,34 @@ describe('tus-etcd3-locker CLI', () => {
     expect(none.stderr).toBe(`tus-etcd3-locker: no lock on "nobody-holds-this" under ${prefix}\n`)
   })
 
+  it('release when others already wait puts no key of its own (the next holder is not asked in vain)', async () => {
+    const prefix = uniquePrefix('cli-queued')
+    const id = 'upload-q'
+    const holder = fixture('hold-lock.ts', [eps(), prefix, id, '10'])
+    await within(holder.waitForLine('held'), 20_000, 'holder holds')
+    fixture('hold-lock.ts', [eps(), prefix, id, '10']) // a waiter: the holder has been asked
+    await within(untilKeyCount(newClient(), `${prefix}/${id}/`, 2), 10_000, 'the waiter queues')
+    await within(holder.waitForLine('release-requested'), 5_000, 'the holder is asked')
+    const watcher = await newClient().watch().prefix(`${prefix}/`).create()
+    deferCleanup(() => watcher.cancel())
+    const puts: string[] = []
+    watcher.on('put', (kv) => puts.push(kv.key.toString()))
+
+    const run = await cli([
+      'release',
+      id,
+      '--timeout',
+      '1000',
+      '--endpoints',
+      eps(),
+      '--prefix',
+      prefix,
+    ])
+
+    expect(run.code, run.stderr).toBe(3) // hold-lock never lets go
+    expect(puts).toEqual([])
+  })
+
   it('--help of each command exits 0 with its usage; bad usage exits 2 with one line', async () => {
     const help = await Promise.all([
       cli(['--help']),

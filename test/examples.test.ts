@@ -1,8 +1,11 @@
 /** The copy-paste examples run with the one command at their top, and do what they say. */
 import { mkdtemp, rm } from 'node:fs/promises'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { startTusInstance } from '../examples/node-http.js'
+import { startRoundRobin } from '../examples/round-robin-proxy.js'
 import { runProcess } from './harness/child.js'
 import {
   deferCleanup,
@@ -11,6 +14,7 @@ import {
   keysUnder,
   newClient,
   uniquePrefix,
+  within,
 } from './harness/index.js'
 
 const TUS = { 'Tus-Resumable': '1.0.0' }
@@ -62,5 +66,46 @@ describe.each([
     expect(child.process.exitCode).toBe(0)
     // ...which is gone at once, not a TTL later: SIGTERM revoked the session.
     expect(await keysUnder(newClient(), leasingKey)).toEqual([])
+  })
+})
+
+describe('examples/round-robin-proxy.ts', () => {
+  it('a client that goes away mid-PATCH ends the request at the instance, which releases the lock', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-proxy-'))
+    deferCleanup(() => rm(directory, { recursive: true, force: true }))
+    const instance = await startTusInstance({
+      endpoints: endpoints(),
+      directory,
+      port: 0,
+      prefix: uniquePrefix('proxy-abort'),
+    })
+    deferCleanup(() => instance.close())
+    const proxy = await startRoundRobin([new URL(instance.url).origin])
+    deferCleanup(() => proxy.close())
+    const created = await fetch(`${proxy.url}/files`, {
+      method: 'POST',
+      headers: { ...TUS, 'Upload-Length': '1000000' },
+    })
+    const location = new URL(created.headers.get('location') ?? '', proxy.url)
+    const acquired = new Promise<void>((resolve) =>
+      instance.locker.once('lockAcquired', () => resolve()),
+    )
+    const released = new Promise<void>((resolve) =>
+      instance.locker.once('lockReleased', () => resolve()),
+    )
+    const patch = request(location, {
+      method: 'PATCH',
+      headers: {
+        ...TUS,
+        'Upload-Offset': '0',
+        'Content-Type': 'application/offset+octet-stream',
+        'Content-Length': '1000000',
+      },
+    })
+    patch.on('error', () => {}) // we abort it ourselves
+    patch.write(Buffer.alloc(1000)) // a first slice, then the client vanishes
+    await within(acquired, 5_000, 'the PATCH holds the lock')
+    patch.destroy()
+    await within(released, 10_000, 'the instance releases the lock after the client left')
   })
 })

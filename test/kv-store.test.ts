@@ -81,6 +81,15 @@ describe('leasing cache', () => {
   })
 })
 
+describe('locker.kvStore()', () => {
+  it('returns one store (one cache) per set of options, defaults included', () => {
+    const locker = newLocker({ prefix: uniquePrefix('kv-same'), ttl: 10 })
+    // Two caches on one session would each take the other's leasing key for a leftover of its own.
+    expect(locker.kvStore()).toBe(locker.kvStore({ leasing: true, revokeBackoff: 1_000 }))
+    expect(locker.kvStore({ leasing: false })).not.toBe(locker.kvStore())
+  })
+})
+
 describe('leasing cache and a lease etcd no longer knows', () => {
   it('a read whose session was revoked behind its back returns the value, then works on a new session', async () => {
     const prefix = uniquePrefix('kv-revoked')

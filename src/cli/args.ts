@@ -4,7 +4,7 @@
  * {@link UsageError}, found before any etcd call.
  */
 import { parseArgs } from 'node:util'
-import { normalizePrefix } from '../keys.js'
+import { escapeId, normalizePrefix } from '../keys.js'
 import { UsageError } from './exit-codes.js'
 import { PROGRAM } from './usage.js'
 
@@ -66,7 +66,11 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Invoca
   }
   const [id, ...extra] = rest
   if (id === undefined) throw new UsageError('release needs the upload id: release <id>')
-  if (id === '') throw new UsageError('release: the upload id must not be empty')
+  try {
+    escapeId(id) // the locker's own rules for ids: a bad one is a usage error, not etcd's
+  } catch (error) {
+    throw new UsageError(`release: ${(error as Error).message}`)
+  }
   if (extra.length > 0) {
     throw new UsageError(`release takes one upload id, got also ${extra.join(' ')}`)
   }
@@ -121,9 +125,10 @@ function parsePrefix(prefix: string): string {
 
 function parseTimeout(value: string): number {
   const ms = Number(value)
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(ms) || ms < 1) {
+  // Timers take at most 2^31 - 1 ms; a longer AbortSignal.timeout() fires at once.
+  if (!/^\d+$/.test(value) || ms < 1 || ms > 2_147_483_647) {
     throw new UsageError(
-      `--timeout must be a whole number of ms >= 1, got ${JSON.stringify(value)}`,
+      `--timeout must be a whole number of ms from 1 to 2147483647, got ${JSON.stringify(value)}`,
     )
   }
   return ms

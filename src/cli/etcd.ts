@@ -41,16 +41,20 @@ export function connect(endpoints: string[]): Etcd3 {
  * Keys (no values: `.kv/` values can be large) of every key under `prefix`, which ends with `/`,
  * oldest create revision first. One range: one consistent revision.
  */
-export function rangeKeys(client: Etcd3, prefix: string): Promise<IRangeResponse> {
-  if (!prefix.endsWith('/')) throw new Error(`rangeKeys: prefix must end with "/": ${prefix}`)
+export function rangeKeys(
+  client: Etcd3,
+  start: string,
+  end: string,
+  revision?: string,
+): Promise<IRangeResponse> {
   return client.kv.range(
     {
-      key: Buffer.from(prefix),
-      // '0' is the byte after '/': the end of every key that starts with the prefix.
-      range_end: Buffer.from(`${prefix.slice(0, -1)}0`),
+      key: Buffer.from(start),
+      range_end: Buffer.from(end),
       keys_only: true,
       sort_target: 'Create',
       sort_order: 'Ascend',
+      ...(revision === undefined ? {} : { revision }),
     },
     bounded(),
   )

@@ -25,7 +25,7 @@ export async function release(
   timeoutMs: number,
 ): Promise<Output> {
   const queue = lockQueuePrefix(prefix, id)
-  const read = await rangeKeys(client, queue)
+  const read = await rangeKeys(client, queue, `${queue.slice(0, -1)}0`)
   const holder = read.kvs[0]
   if (!holder) {
     return {
@@ -45,8 +45,12 @@ export async function release(
   const started = performance.now()
   let released: boolean
   try {
-    ourKey = `${queue}${leaseHex(await lease.grant())}`
-    await lease.put(ourKey).value('').options(bounded()).exec()
+    // With others already waiting, the holder has been asked once already (once per hold), and
+    // a key of ours would only make the next holder, the request we want to go on, be asked too.
+    if (read.kvs.length === 1) {
+      ourKey = `${queue}${leaseHex(await lease.grant())}`
+      await lease.put(ourKey).value('').options(bounded()).exec()
+    }
     released = await holderKeyGone(
       client,
       holder,

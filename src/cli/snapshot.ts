@@ -1,6 +1,5 @@
 /**
- * One consistent read of everything under the prefix (a single range at one revision), sorted
- * into lock queues and KV cache leases, plus what etcd says of each lease seen. `locks` and
+ * One consistent read of the lock queues and KV cache leases under the prefix (at one revision), plus what etcd says of each lease seen. `locks` and
  * `sessions` are two views of it.
  */
 import type { Etcd3 } from 'etcd3'
@@ -41,11 +40,20 @@ export interface Snapshot {
 
 /** Reads the prefix and the TTL of each lease found there. */
 export async function readSnapshot(client: Etcd3, prefix: string): Promise<Snapshot> {
-  const res = await rangeKeys(client, `${prefix}/`)
+  // Three ranges at one revision, leaving out the KV store's values under `P/.kv/` (one per
+  // upload: a single range over everything could outgrow gRPC's 4 MiB answer). An escaped id
+  // never starts with '.', so queue keys sort before `P/.` or after `P//` ('/' follows '.').
   const kvLeaseRoot = kvLeasePrefix(prefix)
+  const low = await rangeKeys(client, `${prefix}/`, `${prefix}/.`)
+  const revision = low.header.revision
+  const [high, leasing] = await Promise.all([
+    rangeKeys(client, `${prefix}//`, `${prefix}0`, revision),
+    rangeKeys(client, kvLeaseRoot, `${kvLeaseRoot.slice(0, -1)}0`, revision),
+  ])
+  const kvs = [...low.kvs, ...high.kvs, ...leasing.kvs]
   const entries: QueueEntry[] = []
   const kvLeases: KvLease[] = []
-  for (const kv of res.kvs) {
+  for (const kv of kvs) {
     const key = kv.key.toString()
     if (key.startsWith(kvLeaseRoot)) {
       const kvKey = key.slice(kvLeaseRoot.length)
@@ -57,7 +65,6 @@ export async function readSnapshot(client: Etcd3, prefix: string): Promise<Snaps
     // An escaped id never starts with '.', so '.kv/', '.kvlease/' and any other dot-key are the
     // KV store's, not locks; a key without a lease segment is not a queue entry either.
     if (rel.startsWith('.') || cut <= 0 || cut === rel.length - 1) continue
-    // etcd returned them oldest first, so each queue below is in lock order.
     entries.push({
       id: unescapeId(rel.slice(0, cut)),
       key,
@@ -66,6 +73,8 @@ export async function readSnapshot(client: Etcd3, prefix: string): Promise<Snaps
       createRevision: BigInt(kv.create_revision),
     })
   }
+  // Oldest first within each queue: the lock order.
+  entries.sort((a, b) => (a.createRevision < b.createRevision ? -1 : 1))
   const queues = new Map<string, QueueEntry[]>()
   for (const entry of [...entries].sort((a, b) => compare(a.id, b.id))) {
     queues.set(entry.id, [])
@@ -80,7 +89,7 @@ export async function readSnapshot(client: Etcd3, prefix: string): Promise<Snaps
     [...leaseIds].map((id) => limit.run(() => leaseState(client, id))),
   )
   const leases = new Map([...leaseIds].map((id, i) => [id, states[i] as LeaseState]))
-  return { revision: res.header.revision, queues, kvLeases, leases }
+  return { revision, queues, kvLeases, leases }
 }
 
 function hexOf(leaseId: string, fallback: string): string {
