@@ -2,7 +2,7 @@
  * Scenario 7: tus uploads end to end with tus-js-client. (a) one instance with MemoryLocker and
  * FileStore's own metadata files; (b) two instances with Etcd3Locker and the etcd KV store behind
  * a round-robin proxy, sharing one directory (the deployment of `npm start`). Every instance is
- * a process of its own, as deployed.
+ * a process of its own, as deployed, and so is the proxy.
  */
 
 import { spawn } from 'node:child_process'
@@ -21,12 +21,18 @@ const CHUNK = 1024 * 1024
 const UPLOAD_SIZE = 2 * CHUNK
 const CONCURRENCY = 4
 const memoryScript = fileURLToPath(new URL('./memory-instance.ts', import.meta.url))
+const proxyScript = fileURLToPath(new URL('./proxy-process.ts', import.meta.url))
 
-/** The baseline instance in its own process; resolves with its origin once it listens. */
-async function memoryInstance(ctx: BenchContext, directory: string): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', memoryScript], {
+/** `script` (with `args`) in its own process; resolves with its origin once it listens. */
+async function processOf(
+  ctx: BenchContext,
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<string> {
+  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, FILES_DIR: directory },
+    env: { ...process.env, ...env },
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   ctx.defer(async () => {
@@ -40,7 +46,7 @@ async function memoryInstance(ctx: BenchContext, directory: string): Promise<str
       const ready = /ready at (http:\/\/[^/\s]+)\/files/.exec(line)
       if (ready?.[1]) resolve(ready[1])
     })
-    child.once('exit', (code) => reject(new Error(`memory instance exited (${code})`)))
+    child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)))
   })
 }
 
@@ -102,7 +108,7 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
   // Each instance is its own process, as deployed; the clients (and the proxy) run here.
   const memory: Side = {
     name: 'one instance, MemoryLocker + metadata files',
-    endpoint: await memoryInstance(ctx, single),
+    endpoint: await processOf(ctx, memoryScript, [], { FILES_DIR: single }),
     seconds: 0,
     uploads: 0,
     requests: new Map(),
@@ -115,9 +121,15 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
     log: () => {},
   })
   ctx.defer(() => deployment.close())
+  // The load balancer in its own process too (nginx in docker-compose.yml), not in the clients'.
+  const proxy = await processOf(
+    ctx,
+    proxyScript,
+    deployment.instances.map((i) => i.origin),
+  )
   const etcd: Side = {
     name: 'two instances behind a proxy, Etcd3Locker + etcd metadata',
-    endpoint: deployment.url,
+    endpoint: proxy,
     seconds: 0,
     uploads: 0,
     requests: new Map(),
