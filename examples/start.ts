@@ -20,7 +20,7 @@ let stopEtcd = async () => {}
 if (!endpoints) {
   console.log('ETCD_ENDPOINTS is not set: starting a local etcd for this run...')
   try {
-    const etcd = await startEtcd(1)
+    const etcd = await startEtcd(1, [], { ownProcessGroup: true })
     endpoints = etcd.endpoints
     stopEtcd = () => etcd.stop()
   } catch (error) {

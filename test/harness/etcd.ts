@@ -99,6 +99,12 @@ export interface StartEtcdOptions {
   readonly tls?: EtcdTls
   /** More etcd flags, appended to every member's command line. */
   readonly extraArgs?: readonly string[]
+  /**
+   * Run the members in a process group of their own, so a Ctrl-C in the terminal does not stop
+   * them before the servers using them have revoked their sessions (`npm start`). They are still
+   * stopped by pid, by `stop()` or when this process exits.
+   */
+  readonly ownProcessGroup?: boolean
 }
 
 /**
@@ -112,7 +118,7 @@ export async function startEtcd(
   clientPorts: number[] = [],
   options: StartEtcdOptions = {},
 ): Promise<EtcdCluster> {
-  const { tls, extraArgs = [] } = options
+  const { tls, extraArgs = [], ownProcessGroup = false } = options
   const scheme = tls ? 'https' : 'http'
   const tlsArgs = tls
     ? [
@@ -156,7 +162,7 @@ export async function startEtcd(
           ...tlsArgs,
           ...extraArgs,
         ],
-        { stdio: ['ignore', 'pipe', 'pipe'] },
+        { stdio: ['ignore', 'pipe', 'pipe'], detached: ownProcessGroup },
       )
       child.stdout?.pipe(log)
       child.stderr?.pipe(log)
