@@ -47,6 +47,8 @@ export interface Deployment {
 }
 
 const instanceScript = fileURLToPath(new URL('./node-http.ts', import.meta.url))
+/** How long an instance may take to connect to etcd and listen. */
+const STARTUP_TIMEOUT_MS = 30_000
 
 /** Starts the instances and the proxy; rejects (and stops what started) if one fails. */
 export async function startDeployment(options: DeploymentOptions): Promise<Deployment> {
@@ -107,7 +109,16 @@ async function startInstance(
     child.pid && child.exitCode === null && process.kill(child.pid, 'SIGKILL')
   process.once('exit', killOnExit)
   exited.then(() => process.removeListener('exit', killOnExit))
+  let startup: NodeJS.Timeout | undefined
   const origin = await new Promise<string>((resolve, reject) => {
+    child.once('error', reject) // could not be started at all
+    // An instance that neither gets ready nor exits (an etcd that never answers) must not hang us.
+    startup = setTimeout(() => {
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        process.kill(child.pid, 'SIGKILL')
+      }
+      reject(new Error(`${name} was not ready within ${STARTUP_TIMEOUT_MS / 1_000} s`))
+    }, STARTUP_TIMEOUT_MS)
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
     lines.on('line', (line) => {
       log(line)
@@ -119,7 +130,7 @@ async function startInstance(
         new Error(`${name} exited (${code ?? signal}) before it was ready; see its output above`),
       ),
     )
-  })
+  }).finally(() => clearTimeout(startup))
   const pid = child.pid as number
   return {
     name,
@@ -150,6 +161,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     endpoints: (process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379').split(','),
     directory: process.env.FILES_DIR ?? './files',
     port: Number(process.env.PORT ?? 1080),
+  }).catch((error: unknown) => {
+    console.error(`could not start: ${error instanceof Error ? error.message : error}`)
+    process.exit(1)
   })
   console.log(`upload page: ${deployment.url}/  tus endpoint: ${deployment.url}/files`)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {

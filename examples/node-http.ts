@@ -138,6 +138,9 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     ttl: process.env.LOCK_TTL ? Number(process.env.LOCK_TTL) : undefined,
     name,
     log: (line) => console.log(`[${name}] ${line}`),
+  }).catch((error: unknown) => {
+    console.error(`[${name}] could not start: ${error instanceof Error ? error.message : error}`)
+    process.exit(1)
   })
   console.log(`[${name}] ready at ${instance.url} (pid ${process.pid})`)
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
