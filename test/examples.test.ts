@@ -109,3 +109,40 @@ describe('examples/round-robin-proxy.ts', () => {
     await within(released, 10_000, 'the instance releases the lock after the client left')
   })
 })
+
+describe('npm start (examples/start.ts)', () => {
+  it('brings up etcd, two instances and the proxy; the page answers; Ctrl-C stops everything', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-start-'))
+    deferCleanup(() => rm(directory, { recursive: true, force: true }))
+    const port = await freePort()
+    // Without ETCD_ENDPOINTS, as a new user runs it: it starts its own etcd.
+    const start = runProcess(process.execPath, ['--import', 'tsx', 'examples/start.ts'], {
+      ETCD_ENDPOINTS: undefined,
+      PORT: String(port),
+      FILES_DIR: directory,
+    })
+    deferCleanup(() => start.kill())
+    await within(
+      start.waitForLine((line) => line.startsWith('Ctrl-C stops everything')),
+      60_000,
+      'npm start is up',
+    )
+    const pids = start
+      .lines()
+      .flatMap((line) => [...line.matchAll(/\(pid (\d+);/g)].map((m) => Number(m[1])))
+    expect(pids).toHaveLength(2)
+    const page = await fetch(`http://127.0.0.1:${port}/`)
+    expect(page.status).toBe(200)
+    expect(await page.text()).toContain('Resumable upload')
+    const created = await fetch(`http://127.0.0.1:${port}/files`, {
+      method: 'POST',
+      headers: { ...TUS, 'Upload-Length': '1' },
+    })
+    expect(created.status).toBe(201)
+
+    await start.kill('SIGINT')
+    expect(start.process.exitCode).toBe(0)
+    expect(start.lines().filter((l) => l.includes('revoked by close()'))).toHaveLength(2)
+    for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow() // instances are gone
+  })
+})
