@@ -3,6 +3,7 @@ import { MemoryLocker } from '@tus/server'
 import { MemoryKvStore } from '@tus/utils'
 import { Etcd3, EtcdLockFailedError } from 'etcd3'
 import { Etcd3Locker } from '../src/index.js'
+import { untilKeys } from '../test/harness/key-count.js'
 import { interleaved, round, type Summary, summarize, timed } from './stats.js'
 
 export interface BenchContext {
@@ -160,7 +161,7 @@ export async function throughput(ctx: BenchContext): Promise<Result[]> {
             await lock.unlock()
           },
           // unlock() resolves before etcd has the delete: the run ends when the last one landed.
-          () => untilGone(etcd, `${ctx.prefix}/${ids}`),
+          () => untilKeys(etcd, `${ctx.prefix}/${ids}`, (n) => n === 0),
         ),
       )
       writes.push(await run((w, i) => etcd.put(`${ctx.prefix}/raw/${w}/${i}`).value('x').exec()))
@@ -178,25 +179,6 @@ export async function throughput(ctx: BenchContext): Promise<Result[]> {
     )
   }
   return results
-}
-
-/** Resolves once no key under `prefix` is left (watched from the revision it counted at). */
-async function untilGone(etcd: Etcd3, prefix: string): Promise<void> {
-  const watcher = await etcd.watch().prefix(prefix).create()
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const recount = () =>
-        etcd
-          .getAll()
-          .prefix(prefix)
-          .count()
-          .then((n) => n === 0 && resolve(), reject)
-      watcher.on('delete', recount)
-      recount()
-    })
-  } finally {
-    await watcher.cancel()
-  }
 }
 
 /** Scenario 4: holder unlocks -> waiter in another instance holds, vs one etcd round trip. */

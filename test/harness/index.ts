@@ -4,8 +4,10 @@ import { randomUUID } from 'node:crypto'
 import { Etcd3, type IOptions } from 'etcd3'
 import { afterEach, inject } from 'vitest'
 import { Etcd3Locker, type LockerOptions } from '../../src/index.js'
+import { untilKeys } from './key-count.js'
 
 export { type EtcdCluster, type EtcdMember, freePort, startEtcd } from './etcd.js'
+export { untilKeys } from './key-count.js'
 export { startProxy, type TcpProxy } from './proxy.js'
 
 /** Endpoints of the etcd shared by the run. */
@@ -97,39 +99,39 @@ export function etcdctl(args: string[], hosts: string[] = endpoints()): Promise<
 }
 
 /** Resolves once `prefix` holds at least `count` keys (watched, not polled). */
-export async function untilKeyCount(client: Etcd3, prefix: string, count: number): Promise<void> {
-  const watcher = await client.watch().prefix(prefix).create()
-  try {
-    await new Promise<void>((resolve, reject) => {
-      // Listen before the first count: a put during that count's round trip must not be missed.
-      const recount = () =>
-        keysUnder(client, prefix).then((keys) => keys.length >= count && resolve(), reject)
-      watcher.on('put', recount)
-      recount()
-    })
-  } finally {
-    await watcher.cancel()
-  }
+export function untilKeyCount(client: Etcd3, prefix: string, count: number): Promise<void> {
+  return untilKeys(client, prefix, (n) => n >= count)
 }
 
 /**
  * Resolves once `prefix` holds no key (watched, not polled), failing after `ms`: `unlock()`
  * resolves before etcd has the delete, so a test that checks "no key left" waits for it.
  */
-export async function untilNoKeys(client: Etcd3, prefix: string, ms = 5_000): Promise<void> {
-  const watcher = await client.watch().prefix(prefix).create()
-  try {
-    await within(
-      new Promise<void>((resolve, reject) => {
-        const recount = () =>
-          keysUnder(client, prefix).then((keys) => keys.length === 0 && resolve(), reject)
-        watcher.on('delete', recount)
-        recount()
-      }),
-      ms,
-      `no key left under ${prefix}`,
-    )
-  } finally {
-    await watcher.cancel()
-  }
+export function untilNoKeys(client: Etcd3, prefix: string, ms = 5_000): Promise<void> {
+  return within(
+    untilKeys(client, prefix, (n) => n === 0),
+    ms,
+    `no key left under ${prefix}`,
+  )
+}
+
+/**
+ * `promise`'s rejection and how long it took to settle, failing after `ms`; a promise that
+ * resolves instead gives an Error saying so, for the test's assertions to reject.
+ */
+export async function rejectionOf(
+  promise: Promise<unknown>,
+  ms: number,
+  what: string,
+): Promise<{ error: unknown; ms: number }> {
+  const started = performance.now()
+  const error = await within(
+    promise.then(
+      () => new Error(`${what} resolved`),
+      (e: unknown) => e,
+    ),
+    ms,
+    `${what} settles`,
+  )
+  return { error, ms: performance.now() - started }
 }
