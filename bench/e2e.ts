@@ -5,15 +5,13 @@
  * a process of its own, as deployed, and so is the proxy.
  */
 
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { createInterface } from 'node:readline'
+import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type HttpRequest, Upload } from 'tus-js-client'
-import { startDeployment } from '../examples/multi-instance.js'
+import { startDeployment, startServerProcess } from '../examples/multi-instance.js'
 import type { BenchContext, Result } from './scenarios.js'
 import { percentile, round } from './stats.js'
 
@@ -23,31 +21,16 @@ const CONCURRENCY = 4
 const memoryScript = fileURLToPath(new URL('./memory-instance.ts', import.meta.url))
 const proxyScript = fileURLToPath(new URL('./proxy-process.ts', import.meta.url))
 
-/** `script` (with `args`) in its own process; resolves with its origin once it listens. */
+/** `script` (with `args`) in its own process, stopped with the run; resolves with its origin. */
 async function processOf(
   ctx: BenchContext,
   script: string,
   args: string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, ...env },
-  })
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  ctx.defer(async () => {
-    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM')
-    }
-    await exited
-  })
-  return new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      const ready = /ready at (http:\/\/[^/\s]+)\/files/.exec(line)
-      if (ready?.[1]) resolve(ready[1])
-    })
-    child.once('exit', (code) => reject(new Error(`${script} exited (${code})`)))
-  })
+  const server = await startServerProcess(basename(script), script, args, () => {}, env)
+  ctx.defer(() => server.kill('SIGTERM'))
+  return server.origin
 }
 
 interface Side {

@@ -27,15 +27,10 @@ export interface DeploymentOptions {
   log?: (line: string) => void
 }
 
-export interface InstanceProcess {
-  readonly name: string
-  readonly pid: number
-  /** `http://127.0.0.1:<port>` */
-  readonly origin: string
+/** A tus instance of the deployment: a {@link ServerProcess} that can tell its etcd session. */
+export interface InstanceProcess extends ServerProcess {
   /** The instance's current etcd session (from its /health), or undefined if it does not answer. */
   session(): Promise<string | undefined>
-  /** Sends `signal` to the instance's pid and resolves once it has exited. */
-  kill(signal?: NodeJS.Signals): Promise<void>
 }
 
 export interface Deployment {
@@ -47,7 +42,7 @@ export interface Deployment {
 }
 
 const instanceScript = fileURLToPath(new URL('./node-http.ts', import.meta.url))
-/** How long an instance may take to connect to etcd and listen. */
+/** How long a server may take to connect to etcd and listen. */
 const STARTUP_TIMEOUT_MS = 30_000
 
 /** Starts the instances and the proxy; rejects (and stops what started) if one fails. */
@@ -90,33 +85,67 @@ async function startInstance(
   options: DeploymentOptions,
   log: (line: string) => void,
 ): Promise<InstanceProcess> {
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', instanceScript], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: {
-      ...process.env,
-      ETCD_ENDPOINTS: options.endpoints.join(','),
-      FILES_DIR: options.directory,
-      PORT: '0',
-      HOST: '127.0.0.1',
-      PREFIX: options.prefix ?? '/tusd',
-      LOCK_TTL: String(options.ttl ?? 10),
-      INSTANCE_NAME: name,
-    },
+  const server = await startServerProcess(name, instanceScript, [], log, {
+    ETCD_ENDPOINTS: options.endpoints.join(','),
+    FILES_DIR: options.directory,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    PREFIX: options.prefix ?? '/tusd',
+    LOCK_TTL: String(options.ttl ?? 10),
+    INSTANCE_NAME: name,
   })
+  return {
+    ...server,
+    session: async () => {
+      try {
+        const res = await fetch(`${server.origin}/health`, { signal: AbortSignal.timeout(2_000) })
+        return ((await res.json()) as { session?: string }).session
+      } catch {
+        return undefined
+      }
+    },
+  }
+}
+
+/** A server in its own process, once it printed "ready at http://<host:port>/files". */
+export interface ServerProcess {
+  readonly name: string
+  readonly pid: number
+  /** `http://127.0.0.1:<port>` */
+  readonly origin: string
+  /** Sends `signal` to the pid (SIGKILL 10 s later if still running); resolves once it exited. */
+  kill(signal?: NodeJS.Signals): Promise<void>
+}
+
+/**
+ * Runs the TypeScript file `script` in its own node process (through tsx) with `env` added to
+ * ours, passes its output lines to `log`, and resolves once it printed its "ready at" line.
+ * Rejects, and stops it, when it exits, cannot start, or is not ready within 30 s.
+ */
+export async function startServerProcess(
+  name: string,
+  script: string,
+  args: string[],
+  log: (line: string) => void,
+  env: NodeJS.ProcessEnv = {},
+): Promise<ServerProcess> {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, ...env },
+  })
+  const running = () => child.exitCode === null && child.signalCode === null
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  // A crash of this process must not leave instances running.
+  // A crash of this process must not leave servers running.
   const killOnExit = () =>
-    child.pid && child.exitCode === null && process.kill(child.pid, 'SIGKILL')
+    child.pid !== undefined && running() && process.kill(child.pid, 'SIGKILL')
   process.once('exit', killOnExit)
   exited.then(() => process.removeListener('exit', killOnExit))
   let startup: NodeJS.Timeout | undefined
   const origin = await new Promise<string>((resolve, reject) => {
     child.once('error', reject) // could not be started at all
-    // An instance that neither gets ready nor exits (an etcd that never answers) must not hang us.
+    // A server that neither gets ready nor exits (an etcd that never answers) must not hang us.
     startup = setTimeout(() => {
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        process.kill(child.pid, 'SIGKILL')
-      }
+      if (child.pid !== undefined && running()) process.kill(child.pid, 'SIGKILL')
       reject(new Error(`${name} was not ready within ${STARTUP_TIMEOUT_MS / 1_000} s`))
     }, STARTUP_TIMEOUT_MS)
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream })
@@ -136,20 +165,10 @@ async function startInstance(
     name,
     pid,
     origin,
-    session: async () => {
-      try {
-        const res = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(2_000) })
-        return ((await res.json()) as { session?: string }).session
-      } catch {
-        return undefined
-      }
-    },
     kill: async (signal = 'SIGKILL') => {
-      if (child.exitCode === null && child.signalCode === null) process.kill(pid, signal)
+      if (running()) process.kill(pid, signal)
       // A graceful stop gets 10 s (lock drain + revoke); then it is killed.
-      const timer = setTimeout(() => {
-        if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL')
-      }, 10_000)
+      const timer = setTimeout(() => running() && process.kill(pid, 'SIGKILL'), 10_000)
       await exited
       clearTimeout(timer)
     },
