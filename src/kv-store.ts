@@ -22,6 +22,9 @@ import {
 import { endpointsOf, SessionKeeper } from './session-keeper.js'
 import { deletedOrInterrupted } from './watch.js'
 
+/** @internal The defaults of `leasing` and `revokeBackoff` (ms), shared with `locker.kvStore()`. */
+export const KV_STORE_DEFAULTS = { leasing: true, revokeBackoff: 1_000 } as const
+
 /** Options of a standalone {@link Etcd3KvStore}; `locker.kvStore()` takes only `leasing`. */
 export interface KvStoreOptions
   extends Pick<LockerOptions, 'ttl' | 'prefix' | 'grantTimeout' | 'safetyMargin'> {
@@ -93,7 +96,11 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     shared?: SharedSession,
   ) {
     const given: KvStoreOptions = checkOptionsObject(options, KV_STORE)
-    const { leasing = true, revokeBackoff = 1_000, ...sessionOptions } = given
+    const {
+      leasing = KV_STORE_DEFAULTS.leasing,
+      revokeBackoff = KV_STORE_DEFAULTS.revokeBackoff,
+      ...sessionOptions
+    } = given
     if (typeof leasing !== 'boolean') {
       throw new TypeError(
         `Etcd3KvStore option "leasing" must be a boolean, got ${describe(leasing)}`,

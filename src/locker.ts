@@ -5,7 +5,7 @@ import { ContentionWatch } from './contention-watch.js'
 import type { LockerEvents } from './events.js'
 import { InFlightLimit } from './in-flight-limit.js'
 import { lockQueuePrefix } from './keys.js'
-import { Etcd3KvStore, type Fence, type KvStoreOptions } from './kv-store.js'
+import { Etcd3KvStore, type Fence, KV_STORE_DEFAULTS, type KvStoreOptions } from './kv-store.js'
 import { LocalQueue } from './local-queue.js'
 import { Etcd3Lock, type LockContext } from './lock.js'
 import {
@@ -122,7 +122,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     // The prefix and session are the locker's: refuse them here rather than ignore them.
     const { leasing, revokeBackoff }: KvStoreOptions = checkOptionsObject(options, KV_STORE_CALL)
     // Defaults first: kvStore() and kvStore({ leasing: true }) must share one cache.
-    const id = `${leasing ?? true}/${revokeBackoff ?? 1_000}`
+    const id = `${leasing ?? KV_STORE_DEFAULTS.leasing}/${revokeBackoff ?? KV_STORE_DEFAULTS.revokeBackoff}`
     let store = this.kvStores.get(id)
     if (store === undefined) {
       store = new Etcd3KvStore<unknown>(
