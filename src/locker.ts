@@ -7,7 +7,8 @@ import { InFlightLimit } from './in-flight-limit.js'
 import { lockQueuePrefix } from './keys.js'
 import { Etcd3KvStore, type Fence, KV_STORE_DEFAULTS, type KvStoreOptions } from './kv-store.js'
 import { LocalQueue } from './local-queue.js'
-import { Etcd3Lock, type LockContext } from './lock.js'
+import { Etcd3Lock } from './lock.js'
+import type { LockContext, LockRequest } from './lock-request.js'
 import {
   checkOptionsObject,
   type LockerOptions,
@@ -46,7 +47,7 @@ const MAX_CALLS_IN_FLIGHT = 128
 export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /** The options in force, validated, with defaults filled in. */
   readonly options: Readonly<ResolvedLockerOptions>
-  private readonly queues = new Map<string, LocalQueue<Etcd3Lock>>()
+  private readonly queues = new Map<string, LocalQueue<LockRequest>>()
   private readonly context: LockContext
   private readonly keeper: SessionKeeper
   private readonly contention: ContentionWatch
@@ -158,7 +159,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     return this.queues.get(lockQueuePrefix(this.options.prefix, key))?.head?.heldEntry()
   }
 
-  private localQueue(queuePrefix: string): LocalQueue<Etcd3Lock> {
+  private localQueue(queuePrefix: string): LocalQueue<LockRequest> {
     let queue = this.queues.get(queuePrefix)
     if (queue === undefined) {
       queue = new LocalQueue()

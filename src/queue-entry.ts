@@ -4,7 +4,7 @@ import { LockLostError } from './errors.js'
 import { callOptions, retryWhileSessionLives } from './etcd-calls.js'
 import type { InFlightLimit } from './in-flight-limit.js'
 import type { Session } from './session.js'
-import { deletedOrInterrupted } from './watch.js'
+import { deletedOrInterrupted, firstDeleted } from './watch.js'
 
 /** The entry that must be deleted before ours may hold, as seen at `revision`. */
 export interface Predecessor {
@@ -109,11 +109,34 @@ export class QueueEntry {
   }
 
   /**
-   * Waits until `predecessor` is deleted (`'deleted'`), or its watch is interrupted
-   * (`'interrupted'`: the caller looks again). Rejects with `signal.reason` when the signal aborts.
+   * Waits for `predecessor`'s delete. Resolves `'first'` when that makes our entry the first one
+   * and our own key was still there then, or `'look-again'` when the caller must read the queue
+   * (an older entry remains, or the watch was interrupted). Rejects with `signal.reason` when the
+   * signal aborts.
+   * @throws LockLostError when our own key is deleted first (by hand, or its lease revoked):
+   *   holding on the predecessor's delete alone would make two holders.
    */
-  waitForDelete(predecessor: Predecessor, signal: AbortSignal): Promise<'deleted' | 'interrupted'> {
-    return deletedOrInterrupted(this.client, predecessor.key, predecessor.revision + 1n, signal)
+  async waitForTurn(
+    predecessor: Predecessor,
+    signal: AbortSignal,
+  ): Promise<'first' | 'look-again'> {
+    const from = predecessor.revision + 1n
+    if (!predecessor.last) {
+      await deletedOrInterrupted(this.client, predecessor.key, from, signal)
+      return 'look-again'
+    }
+    // The hand-over with no read after it: the queue's deletes, in revision order, prove that
+    // our key outlived the predecessor's. Only the second in line watches the whole queue, and
+    // only for deletes, so a long queue costs no more events than a short one.
+    const deleted = await firstDeleted(
+      this.client,
+      { prefix: this.queuePrefix },
+      [this.key, predecessor.key],
+      from,
+      signal,
+    )
+    if (deleted === this.key) throw new LockLostError(this.key)
+    return deleted === predecessor.key ? 'first' : 'look-again'
   }
 
   /**

@@ -78,12 +78,16 @@ describe('compaction', () => {
     await client.put(`${prefix}/u/holder`).value('')
     await compactAll()
     const entry = new QueueEntry(client, `${prefix}/u/`, session, new InFlightLimit(1))
-    // Revision 1 is long compacted: etcd cancels the watch, and waitForDelete must return.
-    await within(
-      entry.waitForDelete({ key: `${prefix}/u/holder`, revision: 1n, last: true }, never()),
-      2_000,
-      'waitForDelete returns on a compacted revision',
-    )
+    // Revision 1 is long compacted: etcd cancels the watch, and the waiter must look again.
+    for (const last of [true, false]) {
+      await expect(
+        within(
+          entry.waitForTurn({ key: `${prefix}/u/holder`, revision: 1n, last }, never()),
+          2_000,
+          'waitForTurn returns on a compacted revision',
+        ),
+      ).resolves.toBe('look-again')
+    }
     expect(await client.get(`${prefix}/u/holder`).string()).toBe('')
   })
 })

@@ -53,6 +53,25 @@ describe('giving up', () => {
     expect(await keysUnder(newClient(), prefix)).toHaveLength(1)
   })
 
+  // Defect: lock() asked the local holder to release even when its signal had already aborted.
+  it('a signal aborted before lock() does not ask the local holder to release', async () => {
+    const locker = instance(uniquePrefix('pre-aborted-holder'))
+    let asked = 0
+    const holder = locker.newLock('u')
+    await holder.lock(never(), () => {
+      asked++
+    })
+    await expect(locker.newLock('u').lock(AbortSignal.abort(), () => {})).rejects.toBe(
+      ERRORS.ERR_LOCK_TIMEOUT,
+    )
+    expect(asked).toBe(0)
+    // One that really queues does ask.
+    const queued = locker.newLock('u').lock(never(), () => {})
+    expect(asked).toBe(1)
+    await holder.unlock()
+    await within(queued, 2_000, 'the queued request holds')
+  })
+
   it('a signal aborted before lock() rejects without touching etcd', async () => {
     const prefix = uniquePrefix('pre-aborted')
     const lock = instance(prefix).newLock('u')
@@ -106,10 +125,20 @@ describe('unlock', () => {
     await holder.unlock()
   })
 
-  it('lock() twice on one Lock is refused', async () => {
+  it('unlock() while a second lock() of the same Lock waits hands the upload to it', async () => {
     const lock = instance(uniquePrefix('twice')).newLock('u')
-    await lock.lock(never(), () => {})
-    await expect(lock.lock(never(), () => {})).rejects.toThrow(/already called/)
+    const asked = signal()
+    await lock.lock(never(), () => asked.fire())
+    const second = lock.lock(never(), () => {})
+    await within(asked.promise, 1_000, 'the first holder is asked to release')
+    await lock.unlock()
+    await within(second, 2_000, 'the second lock() holds')
+    await lock.unlock()
+    await within(
+      lock.lock(never(), () => {}),
+      2_000,
+      'and a third after it',
+    )
     await lock.unlock()
   })
 })

@@ -7,7 +7,9 @@ import { Etcd3Locker, type LockerOptions } from '../../src/index.js'
 import { untilKeys } from './key-count.js'
 
 export { type EtcdCluster, type EtcdMember, freePort, startEtcd } from './etcd.js'
+export { etcdMetric } from './etcd-metrics.js'
 export { untilKeys } from './key-count.js'
+export { captureLog } from './log-lines.js'
 export { startProxy, type TcpProxy } from './proxy.js'
 
 /** Endpoints of the etcd shared by the run. */
