@@ -11,7 +11,7 @@ import {
 import { LockerError, LockLostError } from './errors.js'
 import { accessError, callOptions } from './etcd-calls.js'
 import { KeyedSerial } from './keyed-serial.js'
-import { checkKvKey, describe, kvValuePrefix, quote } from './keys.js'
+import { checkKvKey, describe, kvLeasePrefix, kvValuePrefix, quote } from './keys.js'
 import { LeasingCache, type LeasingCounters, REVOKE } from './leasing-cache.js'
 import {
   checkOptionsObject,
@@ -20,6 +20,7 @@ import {
   resolveLockerOptions,
 } from './options.js'
 import { endpointsOf, SessionKeeper } from './session-keeper.js'
+import { MAX_TIMER_MS, timerDelay } from './timers.js'
 import { deletedOrInterrupted } from './watch.js'
 
 /** @internal The defaults of `leasing` and `revokeBackoff` (ms), shared with `locker.kvStore()`. */
@@ -52,6 +53,8 @@ export interface SharedSession {
   keeper: SessionKeeper
   prefix: string
   fence(key: string): Fence | undefined
+  /** Whether a cache of any store on this session serves `key` (or is about to). */
+  cachedOnSession(key: string): boolean
 }
 
 const KV_STORE: OptionsOwner = {
@@ -80,6 +83,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
   private readonly keeper: SessionKeeper
   private readonly prefix: string
   private readonly fence: (key: string) => Fence | undefined
+  private readonly cachedOnSession: (key: string) => boolean
   private readonly ownsSession: boolean
   private readonly serial = new KeyedSerial()
   private readonly cache: LeasingCache | undefined
@@ -111,26 +115,35 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
         `Etcd3KvStore option "revokeBackoff" must be a number, got ${describe(revokeBackoff)}`,
       )
     }
-    if (!(revokeBackoff >= 0) || revokeBackoff > 2 ** 31 - 1) {
+    if (!(revokeBackoff >= 0) || revokeBackoff > MAX_TIMER_MS) {
       throw new RangeError(
-        `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds from 0 to ${2 ** 31 - 1}, got ${revokeBackoff}`,
+        `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${revokeBackoff}`,
       )
     }
     if (shared) {
       this.keeper = shared.keeper
       this.prefix = shared.prefix
       this.fence = shared.fence
+      this.cachedOnSession = shared.cachedOnSession
       this.ownsSession = false
     } else {
       const resolved = resolveLockerOptions(sessionOptions, KV_STORE)
       this.keeper = new SessionKeeper(client, { ...resolved, endpoints: endpointsOf(client) })
       this.prefix = resolved.prefix
       this.fence = () => undefined
+      this.cachedOnSession = (key) => this.holdsInCache(key)
       this.ownsSession = true
     }
     this.cache = leasing
       ? new LeasingCache(client, this.keeper, this.prefix, this.serial, revokeBackoff)
       : undefined
+    // Only a cache needs the session (its leasing keys live on it); start granting it now.
+    if (this.ownsSession && leasing) this.keeper.start()
+  }
+
+  /** @internal Whether this store's cache serves `key` or is leasing it now. */
+  holdsInCache(key: string): boolean {
+    return this.cache?.holds(key) ?? false
   }
 
   /** Cache hits, misses and revokes so far (all zero without leasing). */
@@ -221,22 +234,28 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     return raw ?? undefined
   }
 
-  /** Writes `raw` (or deletes, for `undefined`), as the lease owner if we are, else as a foreigner. */
+  /**
+   * Writes `raw` (or deletes, for `undefined`): as the lease owner if this store caches the key,
+   * else as every other writer, with or without a cache of its own, must: revoke, wait, write.
+   */
   private async write(key: string, raw: string | undefined): Promise<void> {
     const fence = this.fence(key)
     const valueKey = kvValuePrefix(this.prefix) + key
     const op = () =>
       raw === undefined ? this.client.delete().key(valueKey) : this.client.put(valueKey).value(raw)
-    const cache = this.cache
-    if (cache === undefined) {
-      await this.commitFenced(fence, op)
-      return
-    }
-    const leaseKey = cache.leaseKey(key)
+    const leaseKey = kvLeasePrefix(this.prefix) + key
 
-    const entry = cache.lookup(key)
-    if (entry !== undefined) {
-      const res = await this.guarded(fence, leaseKey, entry.leaseKeyRevision, op)
+    const cache = this.cache
+    const entry = cache?.lookup(key)
+    if (cache !== undefined && entry !== undefined) {
+      let res: Awaited<ReturnType<typeof this.guarded>>
+      try {
+        res = await this.guarded(fence, leaseKey, entry.leaseKeyRevision, op)
+      } catch (error) {
+        // Outcome unknown (deadline, lost answer): etcd may hold the new value by now.
+        cache.abandon(key, 'a write of it failed with its outcome unknown')
+        throw error
+      }
       if (res.succeeded) {
         entry.raw = raw
         return
@@ -283,24 +302,6 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     }
   }
 
-  /** Without leasing: the write, fenced when this process holds the upload's lock. */
-  private async commitFenced(
-    fence: Fence | undefined,
-    op: () => ReturnType<Namespace['put']> | ReturnType<Namespace['delete']>,
-  ): Promise<void> {
-    if (fence === undefined) {
-      await op().options(callOptions()).exec()
-      return
-    }
-    const res = await this.client
-      .if(fence.key, 'Create', '==', fence.revision.toString())
-      .then(op())
-      .else(this.client.get(fence.key))
-      .options(callOptions())
-      .commit()
-    if (!res.succeeded) this.throwIfFenceBroken(fence, res.responses[0]?.response_range?.kvs[0])
-  }
-
   private throwIfFenceBroken(fence: Fence | undefined, fenceKv: IKeyValue | undefined): void {
     if (fence === undefined) return
     if (fenceKv === undefined || BigInt(fenceKv.create_revision) !== fence.revision) {
@@ -320,12 +321,9 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     seenAt: bigint,
   ): Promise<void> {
     const own = this.keeper.live
-    if (
-      own !== undefined &&
-      leasing.lease === own.leaseId &&
-      this.cache?.lookup(key) === undefined
-    ) {
-      // Our own leftover leasing key (its entry is gone): nobody else will delete it.
+    if (own !== undefined && leasing.lease === own.leaseId && !this.cachedOnSession(key)) {
+      // Our own leftover leasing key (no cache of this process serves it): nobody else would
+      // delete it. One that another store of this process caches is revoked like any other.
       await this.client
         .if(leaseKey, 'Create', '==', leasing.create_revision)
         .then(this.client.delete().key(leaseKey))
@@ -346,7 +344,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
         .then((res) => Number(res.TTL))
         .catch(() => 1),
     ])
-    const bound = AbortSignal.timeout((Math.max(ttl, 0) + 1) * 1_000)
+    const bound = AbortSignal.timeout(timerDelay((Math.max(ttl, 0) + 1) * 1_000))
     await deletedOrInterrupted(this.client, leaseKey, seenAt + 1n, bound).catch(() => undefined)
   }
 }

@@ -36,6 +36,8 @@ export interface LeasingCounters {
 export class LeasingCache {
   readonly counters: LeasingCounters = { hits: 0, misses: 0, revokes: 0 }
   private readonly entries = new Map<string, CacheEntry>()
+  /** Keys whose lease-and-read txn is in flight: they may be cached a moment from now. */
+  private readonly fetching = new Map<string, number>()
   private readonly releasedAt = new Map<string, number>()
   private readonly watchedSessions = new WeakSet<Session>()
 
@@ -74,6 +76,26 @@ export class LeasingCache {
   }
 
   /**
+   * Whether this cache serves `key`, or may in a moment (a lease-and-read in flight): a writer
+   * of this process that finds our session's leasing key on `key` must then revoke it like any
+   * other writer, not take it for a leftover.
+   */
+  holds(key: string): boolean {
+    return this.entries.has(key) || this.fetching.has(key)
+  }
+
+  /**
+   * Stops serving `key` after an owner write of it failed with its outcome unknown (etcd may
+   * have the new value), then gives the lease up so that nobody waits for it.
+   */
+  abandon(key: string, why: string): void {
+    const entry = this.entries.get(key)
+    // Called from inside the failed write, the only local write of the key: no need to queue the
+    // give-up behind it, and reads of the key need not wait for the give-up's delete.
+    if (entry) this.release(key, entry, why, 'now')
+  }
+
+  /**
    * A miss: reads `key` from etcd and, in the same txn, leases it unless another process has (or
    * we gave it up a moment ago). Returns the value's JSON text, `undefined` when absent.
    */
@@ -86,6 +108,7 @@ export class LeasingCache {
       (await this.client.get(valueKey).options(callOptions()).string()) ?? undefined
     if (this.inBackoff(key)) return plainRead()
     let res: Awaited<ReturnType<ReturnType<Namespace['if']>['commit']>>
+    this.fetching.set(key, (this.fetching.get(key) ?? 0) + 1)
     try {
       res = await this.client
         .if(leaseKey, 'Create', '==', 0)
@@ -98,6 +121,8 @@ export class LeasingCache {
       // The session ended under us: nothing to cache under it; the next read gets a new one.
       session.markLost('etcd says the lease is gone')
       return plainRead()
+    } finally {
+      this.doneFetching(key)
     }
     const value = res.responses[res.succeeded ? 1 : 0]?.response_range?.kvs[0]?.value.toString()
     if (res.succeeded) {
@@ -139,18 +164,34 @@ export class LeasingCache {
     this.dropAllWhenLost(session)
   }
 
-  /** Stops serving `key` at once, then deletes our leasing key so the writer can go on. */
+  private doneFetching(key: string): void {
+    const left = (this.fetching.get(key) ?? 1) - 1
+    if (left > 0) this.fetching.set(key, left)
+    else this.fetching.delete(key)
+  }
+
+  /** A writer asked for `key` (or our watch of it broke): give it up, counted as a revoke. */
   private giveUp(key: string, entry: CacheEntry, why: string): void {
     if (this.entries.get(key) !== entry) return
-    this.drop(key, entry)
     this.counters.revokes++
+    this.release(key, entry, why)
+  }
+
+  /** Stops serving `key` at once, then deletes our leasing key so a writer can go on. */
+  private release(
+    key: string,
+    entry: CacheEntry,
+    why: string,
+    when: 'after-local-writes' | 'now' = 'after-local-writes',
+  ): void {
+    this.drop(key, entry)
     this.pruneReleased()
     this.releasedAt.set(key, Date.now())
     log.locker('kv %s: cache lease given up (%s)', key, why)
-    // After any local write of the key in flight: it was guarded by the lease we still hold.
-    void this.serial.run(key, async () =>
-      this.deleteLeaseKey(key, entry.leaseKeyRevision, entry.session),
-    )
+    const deleteLeaseKey = () => this.deleteLeaseKey(key, entry.leaseKeyRevision, entry.session)
+    // By default after any local write of the key in flight: it was guarded by the lease we hold.
+    if (when === 'now') void deleteLeaseKey()
+    else void this.serial.run(key, deleteLeaseKey)
   }
 
   private drop(key: string, entry: CacheEntry): void {

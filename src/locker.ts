@@ -21,7 +21,8 @@ import { endpointsOf, SessionKeeper } from './session-keeper.js'
 /**
  * Upload locks for `@tus/server` on etcd: pass it as the server's `locker`.
  *
- * One locker holds one etcd session (a lease kept alive every TTL/3), granted on first use.
+ * One locker holds one etcd session (a lease kept alive every TTL/3), granted in the background
+ * from construction on (a failure surfaces through {@link ready} and `lock()`).
  * Every lock is a key on that session, queued like etcd's `concurrency.Mutex`, so lockers in
  * other processes, `etcdctl lock` and Go clients exclude each other on the same prefix. It emits
  * {@link LockerEvents} (`sessionLost`, `lockAcquired`, ...) for logs and metrics. Call
@@ -96,6 +97,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
         ;(this.emit as (name: string, ...args: unknown[]) => boolean)(event, ...info)
       },
     }
+    // The first request must not pay for the grant (connect, grant: ~60 ms).
+    this.keeper.start()
   }
 
   /**
@@ -129,7 +132,12 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
       store = new Etcd3KvStore<unknown>(
         this.client,
         { leasing, revokeBackoff },
-        { keeper: this.keeper, prefix: this.options.prefix, fence: (key) => this.fence(key) },
+        {
+          keeper: this.keeper,
+          prefix: this.options.prefix,
+          fence: (key) => this.fence(key),
+          cachedOnSession: (key) => [...this.kvStores.values()].some((s) => s.holdsInCache(key)),
+        },
       )
       this.kvStores.set(id, store)
     }

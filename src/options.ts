@@ -1,4 +1,6 @@
 import { describe, normalizePrefix } from './keys.js'
+// Timeouts above it would fire at once: refused rather than timing out early.
+import { MAX_TIMER_MS } from './timers.js'
 
 /** Options of {@link Etcd3Locker}. Every field is optional; see {@link defaultLockerOptions}. */
 export interface LockerOptions {
@@ -51,8 +53,6 @@ export function defaultSafetyMargin(ttlSeconds: number): number {
   return Math.min(3_500, ttlSeconds * 250)
 }
 
-// setTimeout fires at once for delays above 2^31 - 1 ms; refuse them rather than time out early.
-const MAX_TIMER_MS = 2 ** 31 - 1
 const MAX_TTL_SECONDS = 9_000_000_000 // etcd's MaxLeaseTTL
 
 /** Whose options are being checked: the name error messages use, and the options it knows. */

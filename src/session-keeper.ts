@@ -39,6 +39,16 @@ export class SessionKeeper {
     return this.current !== undefined && !this.current.isLost ? this.current : undefined
   }
 
+  /**
+   * Starts granting the session in the background, so that the first call finds it ready. A
+   * failure is not thrown here: the next {@link session} call grants again and rejects then.
+   */
+  start(): void {
+    this.session().catch((error: unknown) => {
+      log.session('background grant failed: %s', (error as Error).message)
+    })
+  }
+
   /** The live session, granting a new one when there is none or the last one was lost. */
   session(): Promise<Session> {
     if (this.closing.aborted) return Promise.reject(this.closing.reason)

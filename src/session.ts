@@ -10,6 +10,7 @@ import { AuthenticationError, SessionLostError, SessionUnavailableError } from '
 import { backoffMs, callOptions, isAuthenticationFailure } from './etcd-calls.js'
 import { leaseHex } from './keys.js'
 import { log } from './log.js'
+import { timerDelay } from './timers.js'
 
 type KeepAliveStream = IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>
 
@@ -73,7 +74,8 @@ export class Session {
     setMaxListeners(0, this.lost.signal)
     this.deadline = grantSentAt + ttl * 1_000 - safetyMargin
     this.armDeadline()
-    this.keepaliveTimer = setInterval(() => this.sendKeepalive(), (ttl * 1_000) / 3)
+    // Clamped: a TTL of weeks would overflow the timer, which then fires every millisecond.
+    this.keepaliveTimer = setInterval(() => this.sendKeepalive(), timerDelay((ttl * 1_000) / 3))
     this.keepaliveTimer.unref()
     this.openStream()
   }
@@ -233,7 +235,7 @@ export class Session {
           this.armDeadline()
         }
       },
-      Math.max(0, this.deadline - now()),
+      timerDelay(this.deadline - now()), // fires early for a far deadline, then re-arms
     )
     this.deadlineTimer.unref()
   }

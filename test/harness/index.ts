@@ -1,6 +1,7 @@
 /** Helpers for tests against a real etcd. */
 import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
+import { noop } from 'cockatiel'
 import { Etcd3, type IOptions } from 'etcd3'
 import { afterEach, inject } from 'vitest'
 import { Etcd3Locker, type LockerOptions } from '../../src/index.js'
@@ -27,6 +28,14 @@ afterEach(async () => {
 /** Runs `cleanup` after the current test (latest first), before the test's clients close. */
 export function deferCleanup(cleanup: () => unknown): void {
   cleanups.push(cleanup)
+}
+
+/**
+ * etcd3 client options without its default circuit breaker (3 failures, then 5 s of refusals):
+ * for tests that break a connection on purpose and check what happens right after it heals.
+ */
+export const WITHOUT_BREAKER: Partial<IOptions> = {
+  faultHandling: { host: () => noop, global: noop },
 }
 
 /** A new etcd client (one per simulated instance); closed after the test. */
