@@ -117,7 +117,12 @@ export class LeasingCache {
         .options(callOptions())
         .commit()
     } catch (error) {
-      if (!(error instanceof EtcdLeaseInvalidError)) throw error
+      if (!(error instanceof EtcdLeaseInvalidError)) {
+        // Outcome unknown: the txn may have leased the key to us with no entry to answer a
+        // REVOKE, and a writer would wait for our whole TTL. Give such a lease up.
+        void this.deleteOurLeaseKey(key, session)
+        throw error
+      }
       // The session ended under us: nothing to cache under it; the next read gets a new one.
       session.markLost('etcd says the lease is gone')
       return plainRead()
@@ -210,6 +215,21 @@ export class LeasingCache {
           .options(callOptions())
           .commit(),
       `delete ${leaseKey}`,
+    )
+  }
+
+  /** Deletes the leasing key of `key` if it is on `session`, whatever its revision. */
+  private deleteOurLeaseKey(key: string, session: Session): Promise<void> {
+    const leaseKey = this.leaseKey(key)
+    return retryWhileSessionLives(
+      session,
+      () =>
+        this.client
+          .if(leaseKey, 'Lease', '==', session.leaseId)
+          .then(this.client.delete().key(leaseKey))
+          .options(callOptions())
+          .commit(),
+      `delete ${leaseKey} if ours`,
     )
   }
 
