@@ -135,7 +135,14 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
       this.ownsSession = true
     }
     this.cache = leasing
-      ? new LeasingCache(client, this.keeper, this.prefix, this.serial, revokeBackoff)
+      ? new LeasingCache(
+          client,
+          this.keeper,
+          this.prefix,
+          this.serial,
+          revokeBackoff,
+          this.cachedOnSession,
+        )
       : undefined
     // Only a cache needs the session (its leasing keys live on it); start granting it now.
     if (this.ownsSession && leasing) this.keeper.start()

@@ -1,10 +1,13 @@
-import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
-import { callOptions, retryWhileSessionLives } from './etcd-calls.js'
+import { EtcdLeaseInvalidError, type IKeyValue, type Namespace } from 'etcd3'
+import { CALL_TIMEOUT_MS, callOptions, retryWhileSessionLives } from './etcd-calls.js'
 import type { KeyedSerial } from './keyed-serial.js'
 import { kvLeasePrefix, kvValuePrefix } from './keys.js'
 import { log } from './log.js'
 import type { Session } from './session.js'
 import type { SessionKeeper } from './session-keeper.js'
+
+// After a lease-and-read's deadline, how much longer a late-applied txn is waited for.
+const LEFTOVER_CHECK_SLACK_MS = 1_000
 
 /** The value a writer puts on a leasing key to ask its owner to give the key up. */
 export const REVOKE = 'REVOKE'
@@ -38,6 +41,8 @@ export class LeasingCache {
   private readonly entries = new Map<string, CacheEntry>()
   /** Keys whose lease-and-read txn is in flight: they may be cached a moment from now. */
   private readonly fetching = new Map<string, number>()
+  /** Keys whose lease-and-read failed, with one leftover check pending. */
+  private readonly checkPending = new Set<string>()
   private readonly releasedAt = new Map<string, number>()
   private readonly watchedSessions = new WeakSet<Session>()
 
@@ -48,6 +53,8 @@ export class LeasingCache {
     private readonly serial: KeyedSerial,
     /** After giving a key up, ms before leasing it again: its writer is likely busy with it. */
     private readonly revokeBackoff: number,
+    /** Whether a cache of any store on this session serves `key` (or is leasing it now). */
+    private readonly cachedOnSession: (key: string) => boolean,
   ) {}
 
   valueKey(key: string): string {
@@ -118,9 +125,11 @@ export class LeasingCache {
         .commit()
     } catch (error) {
       if (!(error instanceof EtcdLeaseInvalidError)) {
-        // Outcome unknown: the txn may have leased the key to us with no entry to answer a
-        // REVOKE, and a writer would wait for our whole TTL. Give such a lease up.
-        void this.deleteOurLeaseKey(key, session)
+        // Outcome unknown: the txn may have leased the key to us (now or a little later) with no
+        // entry to answer a REVOKE, and a writer would wait for our whole TTL. Lease nothing for
+        // a while, and check once, after the deadline, for such a leftover.
+        this.releasedAt.set(key, Date.now())
+        this.checkLeftoverLater(key, session)
         throw error
       }
       // The session ended under us: nothing to cache under it; the next read gets a new one.
@@ -135,8 +144,9 @@ export class LeasingCache {
       return value
     }
     const leasing = res.responses[1]?.response_range?.kvs[0]
-    if (leasing !== undefined && leasing.lease === session.leaseId) {
-      // Ours, but not cached (a give-up that failed to delete it): release it for writers.
+    if (leasing !== undefined && this.isLeftover(key, leasing, session)) {
+      // Ours, but no store of this process caches it (a give-up that failed to delete it, a
+      // lease-and-read whose answer was lost): release it for writers.
       this.deleteLeaseKey(key, BigInt(leasing.create_revision), session)
     }
     return value
@@ -218,19 +228,36 @@ export class LeasingCache {
     )
   }
 
-  /** Deletes the leasing key of `key` if it is on `session`, whatever its revision. */
-  private deleteOurLeaseKey(key: string, session: Session): Promise<void> {
+  /** A leasing key on `session` that no store of this process serves or is leasing. */
+  private isLeftover(key: string, leasing: IKeyValue, session: Session): boolean {
+    return leasing.lease === session.leaseId && !this.cachedOnSession(key)
+  }
+
+  /**
+   * Once the failed call's deadline has surely passed: if `key`'s leasing key is a leftover of
+   * ours, deletes that very key (guarded by its create revision, so a lease taken since by a
+   * store of this process is never touched). One attempt, at most one pending per key: a writer
+   * that finds the leftover later is still bounded by our TTL.
+   */
+  private checkLeftoverLater(key: string, session: Session): void {
+    if (this.checkPending.has(key)) return
+    this.checkPending.add(key)
     const leaseKey = this.leaseKey(key)
-    return retryWhileSessionLives(
-      session,
-      () =>
-        this.client
-          .if(leaseKey, 'Lease', '==', session.leaseId)
+    setTimeout(async () => {
+      this.checkPending.delete(key)
+      if (session.isLost) return
+      try {
+        const leasing = (await this.client.get(leaseKey).options(callOptions()).exec()).kvs[0]
+        if (leasing === undefined || !this.isLeftover(key, leasing, session)) return
+        await this.client
+          .if(leaseKey, 'Create', '==', leasing.create_revision)
           .then(this.client.delete().key(leaseKey))
           .options(callOptions())
-          .commit(),
-      `delete ${leaseKey} if ours`,
-    )
+          .commit()
+      } catch (error) {
+        log.locker('kv %s: leftover check failed (%s)', key, (error as Error).message)
+      }
+    }, CALL_TIMEOUT_MS + LEFTOVER_CHECK_SLACK_MS).unref()
   }
 
   /** Forgets give-ups older than the back-off, so the map stays as small as the busy keys. */
