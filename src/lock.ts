@@ -1,5 +1,4 @@
 import type { Lock, RequestRelease } from '@tus/utils'
-import type { Fence } from './kv-store.js'
 import { type LockContext, LockRequest } from './lock-request.js'
 
 /**
@@ -47,7 +46,7 @@ export class Etcd3Lock implements Lock {
   }
 
   /** Our lock key and its create revision while this lock holds: what KV writes are fenced by. */
-  heldEntry(): Fence | undefined {
+  heldEntry(): { key: string; revision: bigint } | undefined {
     return this.holding?.heldEntry()
   }
 }
