@@ -56,7 +56,6 @@ export class LockRequest {
   private requestRelease: RequestRelease | undefined
   private releaseRequested = false
   private stopWatching: (() => void) | undefined
-  private unlocking: Promise<void> | undefined
   private heldSince = 0
 
   constructor(
@@ -67,13 +66,7 @@ export class LockRequest {
     readonly queuePrefix: string,
   ) {}
 
-  /**
-   * Waits for the lock. Rejects with `ERRORS.ERR_LOCK_TIMEOUT` when `signal` aborts or
-   * `acquireLockTimeout` passes first (after deleting this request's queue key), with
-   * `LockerClosedError` after `close()`, with `SessionUnavailableError` when etcd does not grant a
-   * session, and with `SessionLostError`/`LockLostError` when the session ends while waiting.
-   * `requestRelease` is called (at most once per hold) when another request wants this upload.
-   */
+  /** Waits for the lock; resolves and rejects as `Etcd3Lock.lock()` documents. */
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     if (this.state !== 'idle') throw new Error(`${this.queuePrefix}: a LockRequest is used once`)
     checkLockArguments(signal, requestRelease)
@@ -129,15 +122,8 @@ export class LockRequest {
     this.stopWatching = () => clearTimeout(timer)
   }
 
-  /**
-   * Releases the lock: deletes this request's key (if it is still ours) and lets the next request
-   * go. Resolves at once: the delete is sent in the background and retried until etcd has it or
-   * the session ends; the next request of this process for this upload waits for it, and
-   * `close()` revokes the session anyway. Idempotent: a second call, or a call on a lock that was
-   * never acquired, resolves and does nothing.
-   */
+  /** Releases the lock as `Etcd3Lock.unlock()` documents; does nothing unless it holds. */
   unlock(): Promise<void> {
-    if (this.unlocking) return this.unlocking
     if (this.state !== 'held') return Promise.resolve()
     this.state = 'done'
     this.stopWatching?.()
@@ -148,8 +134,7 @@ export class LockRequest {
     // and nothing of this request needs the delete. The next request of this process for the
     // upload waits for it (local queue); others wait on its watch event, as for any holder.
     void this.leaveQueue(this.context.localQueue(this.queuePrefix))
-    this.unlocking = Promise.resolve()
-    return this.unlocking
+    return Promise.resolve()
   }
 
   /** Our lock key and its create revision while this lock is held: what KV writes are fenced by. */
