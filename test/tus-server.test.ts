@@ -9,7 +9,14 @@ import { Server } from '@tus/server'
 import { Upload } from 'tus-js-client'
 import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../src/index.js'
-import { deferCleanup, keysUnder, newClient, uniquePrefix, within } from './harness/index.js'
+import {
+  deferCleanup,
+  keysUnder,
+  newClient,
+  signal,
+  uniquePrefix,
+  within,
+} from './harness/index.js'
 
 const LOCK_DRAIN_TIMEOUT = 1_000
 const TUS = { 'Tus-Resumable': '1.0.0' }
@@ -22,8 +29,10 @@ async function tusInstance(
   directory: string,
   prefix: string,
   metadata: 'files' | 'etcd' = 'files',
+  lockers?: Etcd3Locker[],
 ): Promise<string> {
   const locker = new Etcd3Locker(newClient(), { prefix, ttl: 10 })
+  lockers?.push(locker)
   const configstore = metadata === 'etcd' ? locker.kvStore() : undefined
   const tus = new Server({
     path: '/files',
@@ -46,7 +55,8 @@ describe('@tus/server with Etcd3Locker on two instances', () => {
     const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-files-'))
     deferCleanup(() => rm(directory, { recursive: true, force: true }))
     const prefix = uniquePrefix('tus')
-    const a = await tusInstance(directory, prefix)
+    const lockers: Etcd3Locker[] = []
+    const a = await tusInstance(directory, prefix, 'files', lockers)
     const b = await tusInstance(directory, prefix)
     const data = randomBytes(256 * 1024)
 
@@ -57,6 +67,8 @@ describe('@tus/server with Etcd3Locker on two instances', () => {
     expect(created.status).toBe(201)
     const uploadPath = new URL(created.headers.get('location') ?? '').pathname
 
+    const aHolds = signal()
+    lockers[0]?.on('lockAcquired', () => aHolds.fire())
     // A slow PATCH on A: the first 100 KiB now, the rest never (the client stalls).
     const firstPart = data.subarray(0, 100 * 1024)
     const slowPatch = request(`${a}${uploadPath}`, {
@@ -77,6 +89,8 @@ describe('@tus/server with Etcd3Locker on two instances', () => {
       slowPatch.on('error', () => resolve('connection closed'))
     })
     await new Promise<void>((resolve) => slowPatch.write(firstPart, () => resolve()))
+    // Only once A's PATCH holds the lock: a HEAD before that would simply go first.
+    await within(aHolds.promise, 2_000, "A's PATCH holds the lock")
 
     // The client lost patience and resumes through the load balancer, which picks B.
     const headStarted = Date.now()
