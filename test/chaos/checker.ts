@@ -101,7 +101,7 @@ interface Hold {
   end: number
   told: number
   writes: WriteStep[]
-  read?: { started: number; value: Written | null }
+  read?: { started: number; ended: number; value: Written | null }
 }
 
 export function check(input: CheckInput): { figures: Figures; violations: Violation[] } {
@@ -132,7 +132,7 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
   const sessionLostAt = new Map<string, number>() // `${pid}/${lease}`
   const unlockAt = new Map<string, number>()
   const writes = new Map<string, Map<number, WriteStep>>()
-  const reads = new Map<string, { started: number; value: Written | null }>()
+  const reads = new Map<string, { started: number; ended: number; value: Written | null }>()
   const stopped = new Set<number>()
   const earliest = (map: Map<string, number>, key: string, t: number) =>
     map.set(key, Math.min(map.get(key) ?? Number.POSITIVE_INFINITY, t))
@@ -184,7 +184,7 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
         earliest(sessionLostAt, `${e.pid}/${e.lease}`, e.t)
         break
       case 'read':
-        reads.set(e.op, { started: e.started, value: e.value })
+        reads.set(e.op, { started: e.started, ended: e.t, value: e.value })
         break
       case 'write':
         stepOf(e.op, e.step).sent = e.t
@@ -301,9 +301,14 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
       const seenRev = seen ? BigInt(seen.rev) : -1n
       if (seen && seenRev >= a.rev) {
         // Only possible once A's lock had passed on: excused when A had been told so before it
-        // read. Not when A was merely frozen: lock() must not resolve with a session whose
-        // deadline passed while it waited (it did once, before lock.ts checked it).
-        if (a.told <= a.read.started + CLOCK_SLACK_MS) {
+        // read, or when a freeze interrupted the read itself and A was told before it returned
+        // (the read then ran after the loss, on a new session). Not when A was merely frozen
+        // before: lock() must not resolve with a session whose deadline passed while it waited
+        // (it did once, before lock.ts checked it).
+        const interrupted =
+          frozenDuring(a.pid, a.read.started, a.read.ended) &&
+          a.told <= a.read.ended + CLOCK_SLACK_MS
+        if (a.told <= a.read.started + CLOCK_SLACK_MS || interrupted) {
           figures.readsAfterLoss++
           continue
         }
