@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { startEtcd } from '../test/harness/etcd.js'
+import { availability } from './availability.js'
 import { barChart } from './chart.js'
 import { endToEnd } from './e2e.js'
 import { scale } from './scale.js'
@@ -21,7 +22,7 @@ import {
   throughput,
 } from './scenarios.js'
 
-export const SCENARIOS = { lockCycle, throughput, handOver, kvStore, endToEnd, scale }
+export const SCENARIOS = { lockCycle, throughput, handOver, kvStore, endToEnd, scale, availability }
 
 export interface BenchRun {
   machine: string

@@ -1,8 +1,8 @@
 /** Lock and KV scenarios: each side against its baseline, measured in the same run. */
 import { MemoryLocker } from '@tus/server'
 import { MemoryKvStore } from '@tus/utils'
-import { Etcd3, EtcdLockFailedError } from 'etcd3'
-import { Etcd3Locker } from '../src/index.js'
+import { type Etcd3, EtcdLockFailedError } from 'etcd3'
+import { createEtcdClient, Etcd3Locker } from '../src/index.js'
 import { untilKeys } from '../test/harness/key-count.js'
 import { interleaved, round, type Summary, summarize, timed } from './stats.js'
 
@@ -30,7 +30,7 @@ const noop = () => {}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export function client(ctx: BenchContext): Etcd3 {
-  const c = new Etcd3({ hosts: ctx.hosts })
+  const c = createEtcdClient({ hosts: ctx.hosts })
   ctx.defer(() => c.close())
   return c
 }

@@ -4,18 +4,19 @@
  *
  *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 npx tsx examples/express.ts
  *
- * Uploads go to /files, metrics to /metrics. Run it on several ports (or machines) against the
+ * Uploads go to /files, metrics to /metrics, readiness to /health. Run it on several ports (or machines) against the
  * same etcd and shared storage: the instances never write one upload at the same time.
  */
 import { FileStore } from '@tus/file-store'
 import { Server } from '@tus/server'
-import { Etcd3 } from 'etcd3'
 import express from 'express'
 import { Registry } from 'prom-client'
-import { Etcd3Locker } from 'tus-etcd3-locker'
+import { createEtcdClient, Etcd3Locker } from 'tus-etcd3-locker'
 import { registerLockerMetrics } from 'tus-etcd3-locker/metrics'
 
-const client = new Etcd3({ hosts: (process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379').split(',') })
+const client = createEtcdClient({
+  hosts: (process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379').split(','),
+})
 const locker = new Etcd3Locker(client, { prefix: '/tusd', ttl: 10 })
 const configstore = locker.kvStore() // upload metadata in etcd, shared by every instance
 const registry = new Registry()
@@ -30,6 +31,15 @@ const tus = new Server({
 })
 
 const app = express()
+// Readiness: 200 only while a lock could be taken (session live, etcd answering with a leader).
+app.get('/health', async (_req, res) => {
+  try {
+    await locker.health()
+    res.json({ status: 'ok' })
+  } catch (error) {
+    res.status(503).json({ status: 'down', error: String(error) })
+  }
+})
 app.get('/metrics', async (_req, res) => {
   res.type(registry.contentType).send(await registry.metrics())
 })

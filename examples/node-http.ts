@@ -16,9 +16,8 @@ import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import { FileStore } from '@tus/file-store'
 import { Server } from '@tus/server'
-import { Etcd3 } from 'etcd3'
 import { Registry } from 'prom-client'
-import { Etcd3Locker } from 'tus-etcd3-locker'
+import { createEtcdClient, Etcd3Locker } from 'tus-etcd3-locker'
 import { registerLockerMetrics } from 'tus-etcd3-locker/metrics'
 import { serveUploadPage } from './upload-page.js'
 
@@ -49,7 +48,8 @@ export interface TusInstanceOptions {
 export async function startTusInstance(options: TusInstanceOptions): Promise<TusInstance> {
   const name = options.name ?? 'tus'
   const log = options.log ?? (() => {})
-  const client = new Etcd3({ hosts: options.endpoints })
+  // The recommended client: no 5 s refusal of every member after a leader election.
+  const client = createEtcdClient({ hosts: options.endpoints })
   const locker = new Etcd3Locker(client, {
     prefix: options.prefix ?? '/tusd',
     ttl: options.ttl ?? 10,
@@ -82,7 +82,8 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     if (path === '/files' || path.startsWith('/files/')) return void tus.handle(req, res)
     if (path === '/health') {
-      return void locker.ready().then(
+      // 200 only when a lock could be taken now: session live and etcd answering with a leader.
+      return void locker.health().then(
         () => sendJson(res, 200, { status: 'ok', instance: name, session: lease }),
         (error: unknown) =>
           sendJson(res, 503, { status: 'down', instance: name, error: String(error) }),

@@ -54,11 +54,13 @@ export function isAuthenticationFailure(error: unknown): boolean {
   )
 }
 
-const BACKOFF_MS = [50, 100, 250, 500, 1_000]
+// Short and capped at 250 ms: after an election, a lock waiting to retry must not sleep past the
+// moment etcd has a leader again (the calls fail fast meanwhile, see createEtcdClient).
+const BACKOFF_MS = [50, 100, 250]
 
 /** Back-off before retry number `attempt` (0-based). */
 export function backoffMs(attempt: number): number {
-  return BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] ?? 1_000
+  return BACKOFF_MS[Math.min(attempt, BACKOFF_MS.length - 1)] ?? 250
 }
 
 /**
@@ -70,6 +72,19 @@ export const CALL_TIMEOUT_MS = 2_000
 /** gRPC call options with {@link CALL_TIMEOUT_MS} as deadline, for one call. */
 export function callOptions(): { deadline: Date } {
   return { deadline: new Date(Date.now() + CALL_TIMEOUT_MS) }
+}
+
+/**
+ * Deadline of the lock cycle's calls (enqueue, queue read, delete), all safe to repeat. When the
+ * leader dies, a follower forwards the calls it gets to it until the election, and they are
+ * lost: only their deadline ends them. A short one lets the retry reach the new leader soon
+ * after it is elected, instead of up to {@link CALL_TIMEOUT_MS} later.
+ */
+export const LOCK_CALL_TIMEOUT_MS = 500
+
+/** gRPC call options with {@link LOCK_CALL_TIMEOUT_MS} as deadline, for one lock-cycle call. */
+export function lockCallOptions(): { deadline: Date } {
+  return { deadline: new Date(Date.now() + LOCK_CALL_TIMEOUT_MS) }
 }
 
 /**

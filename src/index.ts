@@ -7,6 +7,7 @@ export {
   SessionLostError,
   SessionUnavailableError,
 } from './errors.js'
+export { createEtcdClient, HOST_REST_MS, lockFriendlyFaultHandling } from './etcd-client.js'
 export type { LockerEvents, ReleaseCause } from './events.js'
 export { Etcd3KvStore, type KvStoreOptions } from './kv-store.js'
 export type { LeasingCounters } from './leasing-cache.js'

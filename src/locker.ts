@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import type { Locker, Upload } from '@tus/utils'
 import type { Namespace } from 'etcd3'
 import { ContentionWatch } from './contention-watch.js'
+import { LockerError } from './errors.js'
 import type { LockerEvents } from './events.js'
 import { InFlightLimit } from './in-flight-limit.js'
 import { lockQueuePrefix } from './keys.js'
@@ -42,6 +43,9 @@ const KV_STORE_CALL: OptionsOwner = {
   known: ['leasing', 'revokeBackoff'],
 }
 
+/** How long {@link Etcd3Locker.health} waits for etcd's answer, in ms. */
+export const HEALTH_TIMEOUT_MS = 1_000
+
 // Enough to keep etcd busy; more only queues inside etcd, past the calls' deadlines.
 const MAX_CALLS_IN_FLIGHT = 128
 
@@ -66,6 +70,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     super()
     assertClient(client)
     this.options = Object.freeze(resolveLockerOptions(options))
+    warnIfDefaultFaultHandling(client)
     this.keeper = new SessionKeeper(
       client,
       {
@@ -154,6 +159,28 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   }
 
   /**
+   * Resolves when a lock could be taken now: the session is live (granted again if it was lost)
+   * and etcd answers a linearizable read, which needs a leader, within 1 s.
+   * Rejects otherwise, with a 503 `LockerError` naming the cause. For readiness probes
+   * (`/health` in the examples).
+   */
+  async health(): Promise<void> {
+    await this.ready()
+    try {
+      await this.client
+        .get(`${this.options.prefix}/.health`)
+        .options({ deadline: new Date(Date.now() + HEALTH_TIMEOUT_MS) })
+        .exec()
+    } catch (error) {
+      throw new LockerError(
+        `etcd at ${endpointsOf(this.client)} did not answer a read within ${HEALTH_TIMEOUT_MS} ms (${(error as Error).message})`,
+        503,
+        { cause: error },
+      )
+    }
+  }
+
+  /**
    * Revokes the session: every lock this process holds is free in etcd at once, every holder's
    * `requestRelease` is called, waiting `lock()` calls reject with `LockerClosedError`, and so
    * does every later one. Idempotent; never rejects.
@@ -175,6 +202,23 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     }
     return queue
   }
+}
+
+let warnedDefaultFaultHandling = false
+
+/**
+ * The etcd3 client's default fault handling refuses a healthy cluster for ~4 s after every
+ * leader election (a 5 s circuit breaker per member): say once per process what to change.
+ */
+function warnIfDefaultFaultHandling(client: Namespace): void {
+  const options = (client as unknown as { options?: { faultHandling?: { host?: unknown } } })
+    .options
+  if (warnedDefaultFaultHandling || options === undefined || options.faultHandling?.host) return
+  warnedDefaultFaultHandling = true
+  process.emitWarning(
+    "Etcd3Locker: this etcd client keeps the etcd3 package's default fault handling, which refuses every etcd member for 5 s after 3 failures, so locks fail for seconds after each leader election. Create the client with createEtcdClient({ hosts }) from tus-etcd3-locker (or pass faultHandling: lockFriendlyFaultHandling()).",
+    { code: 'TUS_ETCD3_LOCKER_DEFAULT_FAULT_HANDLING' },
+  )
 }
 
 function assertClient(client: unknown): asserts client is Namespace {

@@ -1,7 +1,7 @@
 import type { IKeyValue, IRangeRequest, Namespace } from 'etcd3'
 import { abortable } from './abort.js'
 import { LockLostError } from './errors.js'
-import { callOptions, retryWhileSessionLives } from './etcd-calls.js'
+import { lockCallOptions, retryWhileSessionLives } from './etcd-calls.js'
 import type { InFlightLimit } from './in-flight-limit.js'
 import type { Session } from './session.js'
 import { deletedOrInterrupted, firstDeleted } from './watch.js'
@@ -68,7 +68,7 @@ export class QueueEntry {
           ],
           failure: [{ request_range: { key } }, { request_range: this.firstEntry }],
         },
-        callOptions(),
+        lockCallOptions(),
       ),
     )
     const enqueued = txn.then((res) => {
@@ -95,7 +95,7 @@ export class QueueEntry {
         .maxCreateRevision(rev.toString())
         .sort('Create', 'Descend')
         .limit(3) // ours, the predecessor, and whether anything is older still
-        .options(callOptions())
+        .options(lockCallOptions())
         .exec(),
     )
     const [mine, before, older] = res.kvs
@@ -149,30 +149,43 @@ export class QueueEntry {
     // An enqueue answered after the session ended needs no delete: the lease took its key.
     const rev = await abortable(this.enqueued, this.session.signal).catch(() => undefined)
     // When the enqueue's answer was lost, the key (if any) is still ours: only one request of
-    // this process uses this session's key for this upload at a time (the local queue).
+    // this process uses this session's key for this upload at a time (the local queue). Read its
+    // create revision first and delete only that key: an attempt of ours that etcd applies late
+    // must not delete the key of the next request of this process.
     await retryWhileSessionLives(
       this.session,
       () =>
-        this.limit.run<unknown>(() =>
-          rev === undefined
-            ? this.client.kv.deleteRange({ key: this.keyBytes }, callOptions())
-            : this.client.kv.txn(
-                {
-                  compare: [
-                    {
-                      key: this.keyBytes,
-                      target: 'Create',
-                      result: 'Equal',
-                      create_revision: rev.toString(),
-                    },
-                  ],
-                  success: [{ request_delete_range: { key: this.keyBytes } }],
-                  failure: [],
-                },
-                callOptions(),
-              ),
-        ),
+        this.limit.run(async () => {
+          const known = rev ?? (await this.currentRevision())
+          if (known !== undefined) await this.deleteIfCreatedAt(known)
+        }),
       `delete ${this.key}`,
+    )
+  }
+
+  /** Create revision of our key in etcd now, `undefined` when there is none. */
+  private async currentRevision(): Promise<bigint | undefined> {
+    const res = await this.client.kv.range({ key: this.keyBytes }, lockCallOptions())
+    const mine = res.kvs[0]
+    return mine === undefined ? undefined : createRevision(mine)
+  }
+
+  /** Deletes our key if its create revision is `rev`: never a newer key of the same name. */
+  private async deleteIfCreatedAt(rev: bigint): Promise<void> {
+    await this.client.kv.txn(
+      {
+        compare: [
+          {
+            key: this.keyBytes,
+            target: 'Create',
+            result: 'Equal',
+            create_revision: rev.toString(),
+          },
+        ],
+        success: [{ request_delete_range: { key: this.keyBytes } }],
+        failure: [],
+      },
+      lockCallOptions(),
     )
   }
 

@@ -5,6 +5,7 @@ import type {
   ILeaseKeepAliveResponse,
   Namespace,
 } from 'etcd3'
+import { EtcdLeaseInvalidError } from 'etcd3'
 import { settledWithin } from './abort.js'
 import { AuthenticationError, SessionLostError, SessionUnavailableError } from './errors.js'
 import { backoffMs, callOptions, isAuthenticationFailure } from './etcd-calls.js'
@@ -29,7 +30,13 @@ export interface SessionSettings {
 // A monotonic clock: an NTP step of the wall clock must not move the local lease deadline.
 const now = () => performance.now()
 
-const REOPEN_BACKOFF_MS = [100, 250, 500, 1_000]
+const REOPEN_BACKOFF_MS = [50, 100, 250]
+
+/** A keepalive unanswered this long (ms) is sent again on a new stream. */
+export const KEEPALIVE_ANSWER_MS = 500
+
+// How long a lost session's lease is revoked again and again while etcd does not answer.
+const LOST_REVOKE_WINDOW_MS = 5 * 60_000
 
 // After a few failures the etcd3 client stops calling etcd for a while (its circuit breaker)
 // and every call then fails saying only that. Per client, the last failure that said why (e.g.
@@ -58,6 +65,7 @@ export class Session {
   private reopenAttempt = 0
   private readonly keepaliveTimer: NodeJS.Timeout
   private deadlineTimer: NodeJS.Timeout | undefined
+  private answerTimer: NodeJS.Timeout | undefined
   private deadline: number
 
   private constructor(
@@ -159,9 +167,29 @@ export class Session {
     if (this.isLost) return
     clearInterval(this.keepaliveTimer)
     clearTimeout(this.deadlineTimer)
+    clearTimeout(this.answerTimer)
     this.closeStream()
     log.session('lease %s lost: %s', this.leaseHex, reason)
     this.lost.abort(new SessionLostError(reason))
+  }
+
+  /**
+   * After a loss by deadline, etcd may still hold the lease, and keep it: a cluster restarted
+   * from scratch restores leases with a fresh TTL. Its keys would make every waiter (ours
+   * included) wait that long, so revoke it as soon as etcd answers. Retried for a bounded time.
+   */
+  private revokeOnceReachable(): void {
+    const giveUpAt = now() + Math.min(Math.max(10_000, this.ttl * 1_000), LOST_REVOKE_WINDOW_MS)
+    const attempt = (n: number) => {
+      this.client.leaseClient.leaseRevoke({ ID: this.leaseId }, callOptions()).then(
+        () => log.session('revoked lost lease %s', this.leaseHex),
+        (error: unknown) => {
+          if (error instanceof EtcdLeaseInvalidError || now() >= giveUpAt) return
+          setTimeout(() => attempt(n + 1), backoffMs(n)).unref()
+        },
+      )
+    }
+    attempt(0)
   }
 
   private openStream(): void {
@@ -183,9 +211,23 @@ export class Session {
   }
 
   private sendKeepalive(): void {
-    if (!this.stream || this.isLost) return
-    this.sentAt.push(now())
-    this.stream.write({ ID: this.leaseId })
+    const stream = this.stream
+    if (!stream || this.isLost) return
+    const sentAt = now()
+    this.sentAt.push(sentAt)
+    stream.write({ ID: this.leaseId })
+    // A member whose leader just died holds the keepalive until its own request timeout: when
+    // no answer comes soon, try again on a fresh stream (possibly another member) at once.
+    clearTimeout(this.answerTimer)
+    this.answerTimer = setTimeout(() => {
+      if (this.stream === stream && this.sentAt.includes(sentAt)) {
+        this.onStreamBroken(
+          stream,
+          new Error(`no keepalive answer within ${KEEPALIVE_ANSWER_MS} ms`),
+        )
+      }
+    }, KEEPALIVE_ANSWER_MS)
+    this.answerTimer.unref()
   }
 
   private onKeepaliveAnswer(res: ILeaseKeepAliveResponse): void {
@@ -231,6 +273,7 @@ export class Session {
         if (this.isLost) return
         if (now() >= this.deadline) {
           this.markLost(`no keepalive answered within the ${this.ttl}s TTL`)
+          this.revokeOnceReachable()
         } else {
           this.armDeadline()
         }

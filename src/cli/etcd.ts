@@ -3,12 +3,13 @@
  * seconds, never a hang. Errors become one line naming the endpoints.
  */
 import {
-  Etcd3,
+  type Etcd3,
   EtcdLeaseInvalidError,
   GRPCDeadlineExceededError,
   GRPCUnavailableError,
   type IRangeResponse,
 } from 'etcd3'
+import { createEtcdClient } from '../etcd-client.js'
 import { CliError, ExitCode } from './exit-codes.js'
 
 /** Deadline of each etcd call, in ms. */
@@ -29,7 +30,7 @@ export function bounded(): { deadline: Date } {
  * done.
  */
 export function connect(endpoints: string[]): Etcd3 {
-  return new Etcd3({
+  return createEtcdClient({
     hosts: endpoints,
     dialTimeout: CALL_TIMEOUT_MS,
     defaultCallOptions: (context) =>
