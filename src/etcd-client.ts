@@ -1,6 +1,6 @@
 import { InterceptingCall, type Interceptor } from '@grpc/grpc-js'
 import { ConsecutiveBreaker, ConstantBackoff, circuitBreaker, handleWhen, retry } from 'cockatiel'
-import { Etcd3, type IOptions, isRecoverableError } from 'etcd3'
+import { Etcd3, GRPCDeadlineExceededError, type IOptions, isRecoverableError } from 'etcd3'
 
 /**
  * Asks etcd to refuse a call at once when the member has no leader (etcd's `hasleader`
@@ -37,25 +37,39 @@ export function lockFriendlyFaultHandling(): NonNullable<IOptions['faultHandling
         halfOpenAfter: HOST_REST_MS,
         breaker: new ConsecutiveBreaker(3),
       }),
-    global: retry(handleWhen(isRecoverableError), {
-      maxAttempts: 2,
-      backoff: new ConstantBackoff(50),
-    }),
+    // Not a call whose deadline passed: etcd3 retries with the same (expired) deadline, and each
+    // retry would count as a failure against a member that may be healthy.
+    global: retry(
+      handleWhen((error) => isRecoverableError(error) && !isDeadline(error)),
+      {
+        maxAttempts: 2,
+        backoff: new ConstantBackoff(50),
+      },
+    ),
   }
+}
+
+const isDeadline = (error: Error) => error instanceof GRPCDeadlineExceededError
+
+/** Interceptors the caller put in `grpcOptions` (grpc-js takes them there too): kept, ours last. */
+function callerInterceptors(options: IOptions): Interceptor[] | undefined {
+  return (options.grpcOptions as { interceptors?: Interceptor[] } | undefined)?.interceptors
 }
 
 /**
  * An `Etcd3` client for `Etcd3Locker` and `Etcd3KvStore`: `options` as for `new Etcd3(options)`
- * (hosts, credentials, auth, ...), with {@link lockFriendlyFaultHandling} unless `options` sets
- * `faultHandling` itself. With the etcd3 client's default fault handling, locks stay refused for
- * about 4 s after every leader election.
+ * (hosts, credentials, auth, ...), with {@link lockFriendlyFaultHandling} (any part of it that
+ * `options.faultHandling` sets is the caller's), etcd's `hasleader` flag on every call (after the
+ * caller's own `grpcOptions.interceptors`) and a reconnect back-off of at most 0.5 s. With the
+ * etcd3 client's default fault handling, locks stay refused for seconds after every election.
  *
  * @example `const client = createEtcdClient({ hosts: process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379' })`
  */
 export function createEtcdClient(options: IOptions): Etcd3 {
   return new Etcd3({
     ...options,
-    faultHandling: options.faultHandling ?? lockFriendlyFaultHandling(),
+    // What the caller sets wins, piece by piece.
+    faultHandling: { ...lockFriendlyFaultHandling(), ...options.faultHandling },
     // etcd3 hands grpcOptions to each gRPC client, which also takes interceptors there.
     grpcOptions: {
       // gRPC waits up to 2 minutes between reconnects to a member that was down (backing off
@@ -63,7 +77,7 @@ export function createEtcdClient(options: IOptions): Etcd3 {
       'grpc.initial_reconnect_backoff_ms': RECONNECT_BACKOFF_MS.initial,
       'grpc.max_reconnect_backoff_ms': RECONNECT_BACKOFF_MS.max,
       ...options.grpcOptions,
-      interceptors: [requireLeader],
+      interceptors: [...(callerInterceptors(options) ?? []), requireLeader],
     } as IOptions['grpcOptions'],
   })
 }

@@ -161,7 +161,7 @@ export class LockRequest {
       // a queue its expired lease has already left: hold only while the session is trusted.
       const ours = () => {
         if (session.isTrusted) return entry
-        session.markLost('the lease deadline passed while this request waited')
+        session.markExpired('the lease deadline passed while this request waited')
         throw stop.signal.reason
       }
       try {

@@ -22,8 +22,9 @@ import { endpointsOf, SessionKeeper } from './session-keeper.js'
 /**
  * Upload locks for `@tus/server` on etcd: pass it as the server's `locker`.
  *
- * One locker holds one etcd session (a lease kept alive every TTL/3), granted in the background
- * from construction on (a failure surfaces through {@link ready} and `lock()`).
+ * One locker holds one etcd session (a lease kept alive every TTL/3, at least every second),
+ * granted in the background from construction on (a failure surfaces through {@link ready} and
+ * `lock()`).
  * Every lock is a key on that session, queued like etcd's `concurrency.Mutex`, so lockers in
  * other processes, `etcdctl lock` and Go clients exclude each other on the same prefix. It emits
  * {@link LockerEvents} (`sessionLost`, `lockAcquired`, ...) for logs and metrics. Call

@@ -5,10 +5,10 @@ import type {
   ILeaseKeepAliveResponse,
   Namespace,
 } from 'etcd3'
-import { EtcdLeaseInvalidError } from 'etcd3'
+import { ClientClosedError } from 'etcd3'
 import { settledWithin } from './abort.js'
 import { AuthenticationError, SessionLostError, SessionUnavailableError } from './errors.js'
-import { backoffMs, callOptions, isAuthenticationFailure } from './etcd-calls.js'
+import { backoffMs, callOptions, isAuthenticationFailure, isRetryable } from './etcd-calls.js'
 import { leaseHex } from './keys.js'
 import { log } from './log.js'
 import { timerDelay } from './timers.js'
@@ -37,6 +37,15 @@ export const KEEPALIVE_ANSWER_MS = 500
 
 // How long a lost session's lease is revoked again and again while etcd does not answer.
 const LOST_REVOKE_WINDOW_MS = 5 * 60_000
+const LOST_REVOKE_MAX_BACKOFF_MS = 5_000
+
+/** The longest time between two keepalives (ms), whatever the TTL. */
+export const MAX_KEEPALIVE_INTERVAL_MS = 1_000
+
+/** Whether the etcd3 client was closed under a call: nothing will answer again. */
+function isClientClosed(error: unknown): boolean {
+  return error instanceof ClientClosedError
+}
 
 // After a few failures the etcd3 client stops calling etcd for a while (its circuit breaker)
 // and every call then fails saying only that. Per client, the last failure that said why (e.g.
@@ -49,7 +58,8 @@ function isBrokenCircuit(error: unknown): boolean {
 }
 
 /**
- * One etcd lease per locker, kept alive every TTL/3 (the granted TTL, not the requested one).
+ * One etcd lease per locker, kept alive every TTL/3 (the granted TTL, not the requested one) and
+ * at least every second.
  *
  * The session also keeps a local deadline: the send time of the last answered keepalive plus the
  * granted TTL, minus the safety margin. etcd cannot expire the lease before that instant, so
@@ -66,6 +76,10 @@ export class Session {
   private readonly keepaliveTimer: NodeJS.Timeout
   private deadlineTimer: NodeJS.Timeout | undefined
   private answerTimer: NodeJS.Timeout | undefined
+  /** Keepalives in a row that went unanswered past their wait. */
+  private slowAnswers = 0
+  /** ms between keepalives. */
+  private readonly interval: number
   private deadline: number
 
   private constructor(
@@ -83,7 +97,10 @@ export class Session {
     this.deadline = grantSentAt + ttl * 1_000 - safetyMargin
     this.armDeadline()
     // Clamped: a TTL of weeks would overflow the timer, which then fires every millisecond.
-    this.keepaliveTimer = setInterval(() => this.sendKeepalive(), timerDelay((ttl * 1_000) / 3))
+    // Every TTL/3, and at least every second: the answer to the last keepalive sent before an
+    // etcd leader dies then leaves as much of the TTL as possible for the election.
+    this.interval = timerDelay(Math.min((ttl * 1_000) / 3, MAX_KEEPALIVE_INTERVAL_MS))
+    this.keepaliveTimer = setInterval(() => this.sendKeepalive(), this.interval)
     this.keepaliveTimer.unref()
     this.openStream()
   }
@@ -174,22 +191,28 @@ export class Session {
   }
 
   /**
-   * After a loss by deadline, etcd may still hold the lease, and keep it: a cluster restarted
-   * from scratch restores leases with a fresh TTL. Its keys would make every waiter (ours
-   * included) wait that long, so revoke it as soon as etcd answers. Retried for a bounded time.
+   * Ends a session whose deadline passed, as {@link markLost} does, and later revokes its lease.
+   * etcd may still hold the lease, and keep it: a cluster restarted from scratch restores leases
+   * with a fresh TTL, and the keys would block every waiter (ours included) that long. The revoke
+   * starts only when etcd could have expired the lease anyway (deadline + safety margin), so
+   * holders keep the whole margin to stop; then it is retried, backing off, for a bounded time.
    */
-  private revokeOnceReachable(): void {
-    const giveUpAt = now() + Math.min(Math.max(10_000, this.ttl * 1_000), LOST_REVOKE_WINDOW_MS)
+  markExpired(reason: string): void {
+    if (this.isLost) return
+    this.markLost(reason)
+    const startAt = this.deadline + this.safetyMargin
+    const giveUpAt = startAt + LOST_REVOKE_WINDOW_MS
     const attempt = (n: number) => {
       this.client.leaseClient.leaseRevoke({ ID: this.leaseId }, callOptions()).then(
         () => log.session('revoked lost lease %s', this.leaseHex),
         (error: unknown) => {
-          if (error instanceof EtcdLeaseInvalidError || now() >= giveUpAt) return
-          setTimeout(() => attempt(n + 1), backoffMs(n)).unref()
+          if (!isRetryable(error) || isClientClosed(error) || now() >= giveUpAt) return
+          const wait = Math.min(LOST_REVOKE_MAX_BACKOFF_MS, 250 * 2 ** n)
+          setTimeout(() => attempt(n + 1), wait).unref()
         },
       )
     }
-    attempt(0)
+    setTimeout(() => attempt(0), timerDelay(startAt - now())).unref()
   }
 
   private openStream(): void {
@@ -201,7 +224,10 @@ export class Session {
         }
         this.stream = stream
         this.sentAt.length = 0
-        stream.on('data', (res) => this.onKeepaliveAnswer(res))
+        // Only this stream's answers: a cancelled one may still deliver one, for an older send.
+        stream.on('data', (res) => {
+          if (this.stream === stream) this.onKeepaliveAnswer(res)
+        })
         stream.on('error', (error) => this.onStreamBroken(stream, error))
         stream.on('end', () => this.onStreamBroken(stream, new Error('keepalive stream ended')))
         this.sendKeepalive()
@@ -217,16 +243,16 @@ export class Session {
     this.sentAt.push(sentAt)
     stream.write({ ID: this.leaseId })
     // A member whose leader just died holds the keepalive until its own request timeout: when
-    // no answer comes soon, try again on a fresh stream (possibly another member) at once.
+    // no answer comes soon, try again on a fresh stream (possibly another member). The wait
+    // doubles while answers stay away (a slow etcd is not a dead one), up to one interval.
     clearTimeout(this.answerTimer)
+    const wait = Math.min(KEEPALIVE_ANSWER_MS * 2 ** this.slowAnswers, this.interval)
     this.answerTimer = setTimeout(() => {
       if (this.stream === stream && this.sentAt.includes(sentAt)) {
-        this.onStreamBroken(
-          stream,
-          new Error(`no keepalive answer within ${KEEPALIVE_ANSWER_MS} ms`),
-        )
+        this.slowAnswers++
+        this.onStreamBroken(stream, new Error(`no keepalive answer within ${wait} ms`))
       }
-    }, KEEPALIVE_ANSWER_MS)
+    }, wait)
     this.answerTimer.unref()
   }
 
@@ -237,6 +263,7 @@ export class Session {
       return
     }
     this.reopenAttempt = 0
+    this.slowAnswers = 0
     if (sentAt === undefined) return
     const deadline = sentAt + Number(res.TTL) * 1_000 - this.safetyMargin
     if (deadline > this.deadline) this.deadline = deadline
@@ -272,8 +299,7 @@ export class Session {
       () => {
         if (this.isLost) return
         if (now() >= this.deadline) {
-          this.markLost(`no keepalive answered within the ${this.ttl}s TTL`)
-          this.revokeOnceReachable()
+          this.markExpired(`no keepalive answered within the ${this.ttl}s TTL`)
         } else {
           this.armDeadline()
         }

@@ -43,6 +43,7 @@ describe('locker.health() (readiness: could a lock be taken now?)', () => {
         () => true,
         () => false,
       )
+      if (!healthy) await new Promise((resolve) => setTimeout(resolve, 50))
     }
     await within(locker.health(), 3_000, 'health() with etcd back')
     console.log(

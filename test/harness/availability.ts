@@ -122,9 +122,12 @@ export async function measureFault(
     let leaderAt: number
     if (fault === 'all') {
       await new Promise((resolve) => setTimeout(resolve, options.downMs ?? 5_000))
-      await Promise.all(victims.map((m) => m.restart()))
+      // The moment etcd has a leader again, asked while the members start (not after they all
+      // passed their health check, which comes later).
+      const restarted = Promise.all(victims.map((m) => m.restart()))
       await untilLeader(cluster.members)
       leaderAt = performance.now()
+      await restarted
     } else {
       const survivors = cluster.members.filter((m) => !victims.includes(m))
       await untilLeader(survivors)
@@ -133,7 +136,10 @@ export async function measureFault(
     // The first lock held since: locks held between the kill and the election were committed
     // before the kill. The leader is asked every 20 ms, so allow that much earlier.
     const since = fault === 'follower' ? killedAt : leaderAt - LEADER_POLL_MS
+    const giveUpAt = performance.now() + 20_000
     while (!running.held.some((t) => t > since)) {
+      if (performance.now() > giveUpAt)
+        throw new Error(`no lock held within 20 s of the ${fault} fault`)
       await new Promise((resolve) => setTimeout(resolve, 10))
     }
     const firstHeld = running.held.find((t) => t > since) as number
