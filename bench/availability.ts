@@ -10,17 +10,14 @@ import { createEtcdClient } from '../src/index.js'
 import { type Fault, type FaultFigures, measureFault } from '../test/harness/availability.js'
 import { startEtcd } from '../test/harness/etcd.js'
 import type { BenchContext, Result } from './scenarios.js'
-import { round } from './stats.js'
+import { percentile, round } from './stats.js'
 
 const CLIENTS = {
   createEtcdClient: (hosts: string[]) => createEtcdClient({ hosts }),
   'etcd3 defaults': (hosts: string[]) => new Etcd3({ hosts }),
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN
-}
+const median = (values: number[]) => percentile(values, 50)
 
 export async function availability(ctx: BenchContext): Promise<Result[]> {
   const cluster = await startEtcd(3)

@@ -4,6 +4,7 @@
  * bounds are the ones the README's Guarantees table states.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { percentile } from '../bench/stats.js'
 import { CALL_TIMEOUT_MS } from '../src/etcd-calls.js'
 import { createEtcdClient } from '../src/index.js'
 import { type FaultFigures, measureFault } from './harness/availability.js'
@@ -11,10 +12,7 @@ import { type EtcdCluster, startEtcd } from './harness/index.js'
 
 const TTL = 5
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN
-}
+const median = (values: number[]) => percentile(values, 50)
 
 describe('locks while etcd recovers (three members, createEtcdClient, ttl 5)', () => {
   let cluster: EtcdCluster
