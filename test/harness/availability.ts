@@ -14,6 +14,8 @@ const LEADER_POLL_MS = 20
 
 export interface FaultFigures {
   fault: Fault
+  /** From the kill to etcd having a leader again (the follower fault: 0), ms. */
+  electionMs: number
   /** From the kill to the first lock held once etcd had a leader again, ms. */
   killToLockMs: number
   /** From etcd having a leader again (the follower fault: from the kill) to the first lock held. */
@@ -149,6 +151,7 @@ export async function measureFault(
     await untilLeader(cluster.members)
     return {
       fault,
+      electionMs: leaderAt - killedAt,
       killToLockMs: firstHeld - killedAt,
       leaderToLockMs: Math.max(0, firstHeld - leaderAt),
       longestFailureMs: longestFailure(running.held, running.failures),
