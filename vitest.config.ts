@@ -9,7 +9,7 @@ const source = (file: string) => fileURLToPath(new URL(file, import.meta.url))
 // Tests that time how etcd faults are survived (elections, freezes) run after the rest, one file
 // at a time: another file's etcd members and workers on the same cores would stretch the very
 // elections they time (a leader kill under the chaos test's load once cost a session in CI).
-const FAULT_TIMING_TESTS = ['test/availability.test.ts', 'test/chaos.test.ts']
+const FAULT_TIMING_TESTS = ['test/session/availability.test.ts', 'test/chaos.test.ts']
 
 export default defineConfig({
   // The examples import the package by name, as users do: tests run them against src/.

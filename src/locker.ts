@@ -1,15 +1,14 @@
 import { EventEmitter } from 'node:events'
 import type { Locker, Upload } from '@tus/utils'
 import type { Namespace } from 'etcd3'
-import { ContentionWatch } from './contention-watch.js'
 import { LockerError } from './errors.js'
 import type { LockerEvents } from './events.js'
-import { InFlightLimit } from './in-flight-limit.js'
 import { lockQueuePrefix } from './keys.js'
-import { Etcd3KvStore, type Fence, KV_STORE_DEFAULTS, type KvStoreOptions } from './kv-store.js'
-import { LocalQueue } from './local-queue.js'
-import { Etcd3Lock } from './lock.js'
-import type { LockContext, LockRequest } from './lock-request.js'
+import { Etcd3KvStore, type Fence, KV_STORE_DEFAULTS, type KvStoreOptions } from './kv/kv-store.js'
+import { ContentionWatch } from './lock/contention-watch.js'
+import { LocalQueue } from './lock/local-queue.js'
+import { Etcd3Lock } from './lock/lock.js'
+import type { LockContext, LockRequest } from './lock/lock-request.js'
 import {
   checkOptionsObject,
   type LockerOptions,
@@ -17,7 +16,8 @@ import {
   type ResolvedLockerOptions,
   resolveLockerOptions,
 } from './options.js'
-import { endpointsOf, SessionKeeper } from './session-keeper.js'
+import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
+import { InFlightLimit } from './util/in-flight-limit.js'
 
 /**
  * Upload locks for `@tus/server` on etcd: pass it as the server's `locker`.

@@ -4,8 +4,8 @@
  */
 import { ERRORS } from '@tus/utils'
 import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
-import type { Etcd3KvStore } from './kv-store.js'
-import type { LeasingCounters } from './leasing-cache.js'
+import type { Etcd3KvStore } from './kv/kv-store.js'
+import type { LeasingCounters } from './kv/leasing-cache.js'
 import type { Etcd3Locker } from './locker.js'
 
 /** Options of {@link registerLockerMetrics}. */

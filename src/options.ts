@@ -1,6 +1,6 @@
 import { describe, normalizePrefix } from './keys.js'
 // Timeouts above it would fire at once: refused rather than timing out early.
-import { MAX_TIMER_MS } from './timers.js'
+import { MAX_TIMER_MS } from './util/timers.js'
 
 /** Options of {@link Etcd3Locker}. Every field is optional; see {@link defaultLockerOptions}. */
 export interface LockerOptions {

@@ -9,7 +9,7 @@ import {
   GRPCUnavailableError,
   type IRangeResponse,
 } from 'etcd3'
-import { createEtcdClient } from '../etcd-client.js'
+import { createEtcdClient } from '../session/etcd-client.js'
 import { CliError, ExitCode } from './exit-codes.js'
 
 /** Deadline of each etcd call, in ms. */

@@ -7,7 +7,7 @@
  */
 import type { Etcd3, IKeyValue } from 'etcd3'
 import { leaseHex, lockQueuePrefix } from '../keys.js'
-import { deletedOrInterrupted } from '../watch.js'
+import { deletedOrInterrupted } from '../lock/watch.js'
 import { bounded, rangeKeys } from './etcd.js'
 import { ExitCode } from './exit-codes.js'
 import type { Output } from './output.js'

@@ -3,8 +3,8 @@
  * `sessions` are two views of it.
  */
 import type { Etcd3 } from 'etcd3'
-import { InFlightLimit } from '../in-flight-limit.js'
 import { kvLeasePrefix, leaseHex, unescapeId } from '../keys.js'
+import { InFlightLimit } from '../util/in-flight-limit.js'
 import { type LeaseState, leaseState, rangeKeys } from './etcd.js'
 
 const LEASE_QUERIES_IN_FLIGHT = 32

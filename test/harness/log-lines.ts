@@ -1,6 +1,6 @@
 /** Waits on the package's own debug lines, to tell when a lock reached a given step. */
 import { format } from 'node:util'
-import { log } from '../../src/log.js'
+import { log } from '../../src/util/log.js'
 
 type Part = keyof typeof log
 

@@ -1,0 +1,287 @@
+import { EtcdLeaseInvalidError, type IKeyValue, type Namespace } from 'etcd3'
+import { kvLeasePrefix, kvValuePrefix } from '../keys.js'
+import { CALL_TIMEOUT_MS, callOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
+import type { Session } from '../session/session.js'
+import type { SessionKeeper } from '../session/session-keeper.js'
+import type { KeyedSerial } from '../util/keyed-serial.js'
+import { log } from '../util/log.js'
+
+// After a lease-and-read's deadline, how much longer a late-applied txn is waited for.
+const LEFTOVER_CHECK_SLACK_MS = 1_000
+
+/** The value a writer puts on a leasing key to ask its owner to give the key up. */
+export const REVOKE = 'REVOKE'
+
+/** One key this process may serve from memory: it owns the key's leasing key. */
+export interface CacheEntry {
+  /** JSON text of the value; `undefined` when the key does not exist. */
+  raw: string | undefined
+  /** Create revision of our leasing key: owner writes are guarded by it. */
+  readonly leaseKeyRevision: bigint
+  readonly session: Session
+  stopWatching(): void
+}
+
+/** Counts kept for metrics: cache hits and misses of `get`, and revokes honoured. */
+export interface LeasingCounters {
+  hits: number
+  misses: number
+  revokes: number
+}
+
+/**
+ * The owner side of the leasing protocol (after etcd's `clientv3/leasing`): a `get` that misses
+ * leases the key (`P/.kvlease/<key>` on our session) and caches the value; while the lease is
+ * ours and the session is trusted, reads are local. A writer elsewhere puts `REVOKE` on the
+ * leasing key: we stop serving at once, then delete the leasing key so its write can commit.
+ * Everything cached under a session is dropped the moment that session is lost.
+ */
+export class LeasingCache {
+  readonly counters: LeasingCounters = { hits: 0, misses: 0, revokes: 0 }
+  private readonly entries = new Map<string, CacheEntry>()
+  /** Keys whose lease-and-read txn is in flight: they may be cached a moment from now. */
+  private readonly fetching = new Map<string, number>()
+  /** Keys whose lease-and-read failed, with one leftover check pending. */
+  private readonly checkPending = new Set<string>()
+  private readonly releasedAt = new Map<string, number>()
+  private readonly watchedSessions = new WeakSet<Session>()
+
+  constructor(
+    private readonly client: Namespace,
+    private readonly keeper: SessionKeeper,
+    private readonly prefix: string,
+    private readonly serial: KeyedSerial,
+    /** After giving a key up, ms before leasing it again: its writer is likely busy with it. */
+    private readonly revokeBackoff: number,
+    /** Whether a cache of any store on this session serves `key` (or is leasing it now). */
+    private readonly cachedOnSession: (key: string) => boolean,
+  ) {}
+
+  valueKey(key: string): string {
+    return kvValuePrefix(this.prefix) + key
+  }
+
+  leaseKey(key: string): string {
+    return kvLeasePrefix(this.prefix) + key
+  }
+
+  /** The entry of `key` if it may be served now (ours, session trusted), else `undefined`. */
+  lookup(key: string): CacheEntry | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined) return undefined
+    if (!entry.session.isTrusted) {
+      this.drop(key, entry) // the lease goes with the session: nothing to delete
+      return undefined
+    }
+    return entry
+  }
+
+  /** Forgets `key` after a guarded owner write found the leasing key no longer ours. */
+  forget(key: string): void {
+    const entry = this.entries.get(key)
+    if (entry) this.drop(key, entry)
+  }
+
+  /**
+   * Whether this cache serves `key`, or may in a moment (a lease-and-read in flight): a writer
+   * of this process that finds our session's leasing key on `key` must then revoke it like any
+   * other writer, not take it for a leftover.
+   */
+  holds(key: string): boolean {
+    return this.entries.has(key) || this.fetching.has(key)
+  }
+
+  /**
+   * Stops serving `key` after an owner write of it failed with its outcome unknown (etcd may
+   * have the new value), then gives the lease up so that nobody waits for it.
+   */
+  abandon(key: string, why: string): void {
+    const entry = this.entries.get(key)
+    // Called from inside the failed write, the only local write of the key: no need to queue the
+    // give-up behind it, and reads of the key need not wait for the give-up's delete.
+    if (entry) this.release(key, entry, why, 'now')
+  }
+
+  /**
+   * A miss: reads `key` from etcd and, in the same txn, leases it unless another process has (or
+   * we gave it up a moment ago). Returns the value's JSON text, `undefined` when absent.
+   */
+  async fetch(key: string): Promise<string | undefined> {
+    this.counters.misses++
+    const session = await this.keeper.session()
+    const valueKey = this.valueKey(key)
+    const leaseKey = this.leaseKey(key)
+    const plainRead = async () =>
+      (await this.client.get(valueKey).options(callOptions()).string()) ?? undefined
+    if (this.inBackoff(key)) return plainRead()
+    let res: Awaited<ReturnType<ReturnType<Namespace['if']>['commit']>>
+    this.fetching.set(key, (this.fetching.get(key) ?? 0) + 1)
+    try {
+      res = await this.client
+        .if(leaseKey, 'Create', '==', 0)
+        .then(this.client.put(leaseKey).value('').lease(session.leaseId), this.client.get(valueKey))
+        .else(this.client.get(valueKey), this.client.get(leaseKey))
+        .options(callOptions())
+        .commit()
+    } catch (error) {
+      if (!(error instanceof EtcdLeaseInvalidError)) {
+        // Outcome unknown: the txn may have leased the key to us (now or a little later) with no
+        // entry to answer a REVOKE, and a writer would wait for our whole TTL. Lease nothing for
+        // a while, and check once, after the deadline, for such a leftover.
+        this.releasedAt.set(key, Date.now())
+        this.checkLeftoverLater(key, session)
+        throw error
+      }
+      // The session ended under us: nothing to cache under it; the next read gets a new one.
+      session.markLost('etcd says the lease is gone')
+      return plainRead()
+    } finally {
+      this.doneFetching(key)
+    }
+    const value = res.responses[res.succeeded ? 1 : 0]?.response_range?.kvs[0]?.value.toString()
+    if (res.succeeded) {
+      this.install(key, value, BigInt(res.header.revision), session)
+      return value
+    }
+    const leasing = res.responses[1]?.response_range?.kvs[0]
+    if (leasing !== undefined && this.isLeftover(key, leasing, session)) {
+      // Ours, but no store of this process caches it (a give-up that failed to delete it, a
+      // lease-and-read whose answer was lost): release it for writers.
+      this.deleteLeaseKey(key, BigInt(leasing.create_revision), session)
+    }
+    return value
+  }
+
+  private install(key: string, raw: string | undefined, revision: bigint, session: Session): void {
+    const watcher = this.client
+      .watch()
+      .key(this.leaseKey(key))
+      .startRevision((revision + 1n).toString())
+      .watcher()
+    const entry: CacheEntry = {
+      raw,
+      leaseKeyRevision: revision,
+      session,
+      stopWatching: () => {
+        watcher.cancel().catch(() => undefined)
+      },
+    }
+    watcher.on('put', (kv) => {
+      if (kv.value.toString() === REVOKE) this.giveUp(key, entry, 'revoked by a writer')
+    })
+    watcher.on('delete', () => {
+      if (this.entries.get(key) === entry) this.drop(key, entry)
+    })
+    // A broken watch may have missed a REVOKE: give the key up rather than risk a stale read.
+    watcher.on('error', () => this.giveUp(key, entry, 'watch cancelled'))
+    watcher.on('disconnected', () => this.giveUp(key, entry, 'watch broken'))
+    this.entries.set(key, entry)
+    this.dropAllWhenLost(session)
+  }
+
+  private doneFetching(key: string): void {
+    const left = (this.fetching.get(key) ?? 1) - 1
+    if (left > 0) this.fetching.set(key, left)
+    else this.fetching.delete(key)
+  }
+
+  /** A writer asked for `key` (or our watch of it broke): give it up, counted as a revoke. */
+  private giveUp(key: string, entry: CacheEntry, why: string): void {
+    if (this.entries.get(key) !== entry) return
+    this.counters.revokes++
+    this.release(key, entry, why)
+  }
+
+  /** Stops serving `key` at once, then deletes our leasing key so a writer can go on. */
+  private release(
+    key: string,
+    entry: CacheEntry,
+    why: string,
+    when: 'after-local-writes' | 'now' = 'after-local-writes',
+  ): void {
+    this.drop(key, entry)
+    this.pruneReleased()
+    this.releasedAt.set(key, Date.now())
+    log.locker('kv %s: cache lease given up (%s)', key, why)
+    const deleteLeaseKey = () => this.deleteLeaseKey(key, entry.leaseKeyRevision, entry.session)
+    // By default after any local write of the key in flight: it was guarded by the lease we hold.
+    if (when === 'now') void deleteLeaseKey()
+    else void this.serial.run(key, deleteLeaseKey)
+  }
+
+  private drop(key: string, entry: CacheEntry): void {
+    this.entries.delete(key)
+    entry.stopWatching()
+  }
+
+  private deleteLeaseKey(key: string, revision: bigint, session: Session): Promise<void> {
+    const leaseKey = this.leaseKey(key)
+    return retryWhileSessionLives(
+      session,
+      () =>
+        this.client
+          .if(leaseKey, 'Create', '==', revision.toString())
+          .then(this.client.delete().key(leaseKey))
+          .options(callOptions())
+          .commit(),
+      `delete ${leaseKey}`,
+    )
+  }
+
+  /** A leasing key on `session` that no store of this process serves or is leasing. */
+  private isLeftover(key: string, leasing: IKeyValue, session: Session): boolean {
+    return leasing.lease === session.leaseId && !this.cachedOnSession(key)
+  }
+
+  /**
+   * Once the failed call's deadline has surely passed: if `key`'s leasing key is a leftover of
+   * ours, deletes that very key (guarded by its create revision, so a lease taken since by a
+   * store of this process is never touched). One attempt, at most one pending per key: a writer
+   * that finds the leftover later is still bounded by our TTL.
+   */
+  private checkLeftoverLater(key: string, session: Session): void {
+    if (this.checkPending.has(key)) return
+    this.checkPending.add(key)
+    const leaseKey = this.leaseKey(key)
+    setTimeout(async () => {
+      this.checkPending.delete(key)
+      if (session.isLost) return
+      try {
+        const leasing = (await this.client.get(leaseKey).options(callOptions()).exec()).kvs[0]
+        if (leasing === undefined || !this.isLeftover(key, leasing, session)) return
+        await this.client
+          .if(leaseKey, 'Create', '==', leasing.create_revision)
+          .then(this.client.delete().key(leaseKey))
+          .options(callOptions())
+          .commit()
+      } catch (error) {
+        log.locker('kv %s: leftover check failed (%s)', key, (error as Error).message)
+      }
+    }, CALL_TIMEOUT_MS + LEFTOVER_CHECK_SLACK_MS).unref()
+  }
+
+  /** Forgets give-ups older than the back-off, so the map stays as small as the busy keys. */
+  private pruneReleased(): void {
+    if (this.releasedAt.size < 1_000) return
+    const now = Date.now()
+    for (const [key, at] of this.releasedAt) {
+      if (now - at >= this.revokeBackoff) this.releasedAt.delete(key)
+    }
+  }
+
+  private inBackoff(key: string): boolean {
+    const at = this.releasedAt.get(key)
+    if (at === undefined) return false
+    if (Date.now() - at < this.revokeBackoff) return true
+    this.releasedAt.delete(key)
+    return false
+  }
+
+  private dropAllWhenLost(session: Session): void {
+    if (this.watchedSessions.has(session)) return
+    this.watchedSessions.add(session)
+    session.signal.addEventListener('abort', () => {
+      for (const [key, entry] of this.entries) if (entry.session === session) this.drop(key, entry)
+    })
+  }
+}

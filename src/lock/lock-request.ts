@@ -1,0 +1,243 @@
+import { ERRORS, type RequestRelease } from '@tus/utils'
+import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
+import type { LockerEvents, ReleaseCause } from '../events.js'
+import { describe } from '../keys.js'
+import { accessError, backoffMs, isRetryable } from '../session/etcd-calls.js'
+import type { Session } from '../session/session.js'
+import { abortable, delay, LinkedAbort, settledWithin } from '../util/abort.js'
+import type { InFlightLimit } from '../util/in-flight-limit.js'
+import { log } from '../util/log.js'
+import type { ContentionWatch } from './contention-watch.js'
+import type { LocalQueue } from './local-queue.js'
+import { QueueEntry } from './queue-entry.js'
+
+/** What a lock request needs of its locker. */
+export interface LockContext {
+  readonly client: Namespace
+  readonly acquireLockTimeout: number
+  /** Aborts with a `LockerClosedError` when `close()` is called. */
+  readonly closing: AbortSignal
+  session(): Promise<Session>
+  localQueue(queuePrefix: string): LocalQueue<LockRequest>
+  /** Tells holders about waiters elsewhere (protocol step 4), for every lock of the locker. */
+  readonly contention: ContentionWatch
+  /** Caps this locker's etcd calls in flight (a burst queues here, not inside etcd). */
+  readonly limit: InFlightLimit
+  /** Drops the local queue of `queuePrefix` once it is empty. */
+  forgetQueue(queuePrefix: string): void
+  emit<K extends keyof LockerEvents>(event: K, ...info: LockerEvents[K]): void
+}
+
+// How long a lock() that gives up waits for its key's delete before it rejects anyway; the delete
+// goes on (retried until etcd answers or the session ends) and the next local request waits for it.
+// unlock() does not wait at all.
+const RELEASE_WAIT_MS = 500
+
+const RELEASE_REASONS: Record<ReleaseCause, string> = {
+  'local-waiter': 'a request of this process waits',
+  'remote-waiter': 'another client queued',
+  'session-lost': 'the etcd session was lost',
+}
+
+// The holder hears waiters of other processes through a watch from its own revision + 1, which
+// replays whatever it missed: starting it a little after acquiring loses nothing, and the many
+// short holds (HEAD, small PATCH) end before it would start, sparing etcd a watch each.
+const CONTENTION_WATCH_DELAY_MS = 50
+
+type State = 'idle' | 'acquiring' | 'held' | 'done'
+
+/**
+ * One `lock()` call of an {@link Etcd3Lock}, from its wait to its unlock: protocol steps 1 to 6
+ * for one request of this process for one upload. Used once.
+ */
+export class LockRequest {
+  private state: State = 'idle'
+  private entry: QueueEntry | undefined
+  private requestRelease: RequestRelease | undefined
+  private releaseRequested = false
+  private stopWatching: (() => void) | undefined
+  private heldSince = 0
+
+  constructor(
+    private readonly context: LockContext,
+    /** The upload id, as given. */
+    readonly id: string,
+    /** `P/<escaped id>/`: where this upload's queue lives in etcd. */
+    readonly queuePrefix: string,
+  ) {}
+
+  /** Waits for the lock; resolves and rejects as `Etcd3Lock.lock()` documents. */
+  async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+    if (this.state !== 'idle') throw new Error(`${this.queuePrefix}: a LockRequest is used once`)
+    checkLockArguments(signal, requestRelease)
+    this.state = 'acquiring'
+    this.requestRelease = requestRelease
+    const started = Date.now()
+    const stop = new LinkedAbort(this.context.acquireLockTimeout, ERRORS.ERR_LOCK_TIMEOUT)
+    stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
+    stop.link(this.context.closing)
+    const queue = this.context.localQueue(this.queuePrefix)
+    const turn = queue.waitTurn(this, stop.signal)
+    // Only a request that really queues may ask: one whose signal had aborted never waited.
+    if (!stop.signal.aborted && queue.head !== this) queue.head?.askToRelease('local-waiter')
+    try {
+      await turn
+    } catch (error) {
+      this.state = 'done'
+      stop.dispose()
+      this.context.forgetQueue(this.queuePrefix)
+      log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
+      this.context.emit('lockFailed', { id: this.id, error })
+      throw error
+    }
+    try {
+      this.entry = await this.acquire(stop)
+    } catch (error) {
+      this.state = 'done'
+      log.lock('%s: gave up (%s)', this.queuePrefix, reason(error))
+      await settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS)
+      this.context.emit('lockFailed', { id: this.id, error })
+      throw error
+    } finally {
+      stop.dispose()
+    }
+    this.state = 'held'
+    this.heldSince = Date.now()
+    this.context.emit('lockAcquired', { id: this.id, waitedMs: this.heldSince - started })
+    const { entry } = this
+    log.lock('%s: held by %s (rev %s)', this.queuePrefix, entry.session.leaseHex, entry.revision)
+    entry.session.signal.addEventListener('abort', this.onSessionLost, { once: true })
+    if (entry.session.isLost) this.onSessionLost()
+    if (queue.size > 1) this.askToRelease('local-waiter')
+    const timer = setTimeout(() => {
+      const revision = entry.revision
+      if (this.state !== 'held' || this.releaseRequested || revision === undefined) return
+      this.stopWatching = this.context.contention.register(
+        this.queuePrefix,
+        entry.key,
+        revision,
+        () => this.askToRelease('remote-waiter'),
+      )
+    }, CONTENTION_WATCH_DELAY_MS)
+    this.stopWatching = () => clearTimeout(timer)
+  }
+
+  /** Releases the lock as `Etcd3Lock.unlock()` documents; does nothing unless it holds. */
+  unlock(): Promise<void> {
+    if (this.state !== 'held') return Promise.resolve()
+    this.state = 'done'
+    this.stopWatching?.()
+    this.entry?.session.signal.removeEventListener('abort', this.onSessionLost)
+    log.lock('%s: unlock', this.queuePrefix)
+    this.context.emit('lockReleased', { id: this.id, heldMs: Date.now() - this.heldSince })
+    // The delete goes on after unlock() returns: @tus/server awaits unlock() before it answers,
+    // and nothing of this request needs the delete. The next request of this process for the
+    // upload waits for it (local queue); others wait on its watch event, as for any holder.
+    void this.leaveQueue(this.context.localQueue(this.queuePrefix))
+    return Promise.resolve()
+  }
+
+  /** Our lock key and its create revision while this lock is held: what KV writes are fenced by. */
+  heldEntry(): { key: string; revision: bigint } | undefined {
+    const revision = this.entry?.revision
+    if (this.state !== 'held' || this.entry === undefined || revision === undefined)
+      return undefined
+    return { key: this.entry.key, revision }
+  }
+
+  /** Steps 2 and 3: enqueue in etcd, then wait for each predecessor's delete until ours is first. */
+  private async acquire(stop: LinkedAbort): Promise<QueueEntry> {
+    for (let attempt = 0; ; attempt++) {
+      const session = await abortable(this.context.session(), stop.signal)
+      stop.link(session.signal)
+      const entry = new QueueEntry(
+        this.context.client,
+        this.queuePrefix,
+        session,
+        this.context.limit,
+      )
+      this.entry = entry
+      // A process frozen while it waited (GC, SIGSTOP) can wake to the news that it is first in
+      // a queue its expired lease has already left: hold only while the session is trusted.
+      const ours = () => {
+        if (session.isTrusted) return entry
+        session.markExpired('the lease deadline passed while this request waited')
+        throw stop.signal.reason
+      }
+      try {
+        if (await abortable(entry.enqueue(), stop.signal)) return ours()
+        for (;;) {
+          const predecessor = await abortable(entry.predecessor(), stop.signal)
+          if (predecessor === undefined) return ours()
+          log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
+          if ((await entry.waitForTurn(predecessor, stop.signal)) === 'first') return ours()
+        }
+      } catch (error) {
+        if (error instanceof EtcdLeaseInvalidError) {
+          // etcd no longer knows our lease: the session is over, whatever the keepalive thinks.
+          session.markLost('etcd says the lease is gone')
+          throw stop.signal.reason
+        }
+        // Timed out, aborted, closed or session lost: say that, not what it interrupted.
+        if (stop.signal.aborted) throw stop.signal.reason
+        if (!isRetryable(error)) throw accessError(error, this.where())
+        log.lock('%s: etcd error (%s), retrying', this.queuePrefix, reason(error))
+        await delay(backoffMs(attempt), stop.signal)
+      }
+    }
+  }
+
+  /** This lock's queue and root prefix (`P/<escaped id>/` less its last segment), for errors. */
+  private where(): { key: string; prefix: string } {
+    const key = this.queuePrefix
+    return { key, prefix: key.slice(0, key.slice(0, -1).lastIndexOf('/')) }
+  }
+
+  /** Deletes our key (if any), then hands the turn to the next request of this process. */
+  private leaveQueue(queue: LocalQueue<LockRequest>): Promise<void> {
+    const deleted = this.entry?.release() ?? Promise.resolve()
+    return deleted.finally(() => {
+      queue.leave(this)
+      this.context.forgetQueue(this.queuePrefix)
+    })
+  }
+
+  private readonly onSessionLost = () => this.askToRelease('session-lost')
+
+  /** Calls the holder's `requestRelease`, once per hold; its errors are logged, not thrown. */
+  askToRelease(cause: ReleaseCause): void {
+    if (this.state !== 'held' || this.releaseRequested) return
+    this.releaseRequested = true
+    const why = RELEASE_REASONS[cause]
+    log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
+    this.context.emit('releaseRequested', { id: this.id, cause, reason: why })
+    try {
+      Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
+        log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))
+      })
+    } catch (error) {
+      log.lock('%s: requestRelease threw: %s', this.queuePrefix, reason(error))
+    }
+  }
+}
+
+/** Refuses what `@tus/server` never passes, before any state changes or timer starts. */
+function checkLockArguments(signal: unknown, requestRelease: unknown): void {
+  const s = signal as Partial<AbortSignal> | null | undefined
+  if (typeof s?.addEventListener !== 'function' || typeof s.aborted !== 'boolean') {
+    throw new TypeError(
+      `lock() needs an AbortSignal as its first argument, got ${describe(signal)}`,
+    )
+  }
+  if (typeof requestRelease !== 'function') {
+    throw new TypeError(
+      `lock() needs a requestRelease function as its second argument, got ${describe(requestRelease)}`,
+    )
+  }
+}
+
+function reason(error: unknown): string {
+  if (error instanceof Error) return error.message
+  if (typeof error === 'object' && error !== null && 'body' in error) return String(error.body)
+  return String(error)
+}
