@@ -1,8 +1,11 @@
 /**
  * Scenario 7: tus uploads end to end with tus-js-client. (a) one instance with MemoryLocker and
- * FileStore's own metadata files; (b) two instances with Etcd3Locker and the etcd KV store behind
- * a round-robin proxy, sharing one directory (the deployment of `npm start`). Every instance is
- * a process of its own, as deployed, and so is the proxy.
+ * FileStore's own metadata files; (b) one instance with Etcd3Locker and `locker.kvStore()`, the
+ * same topology; (c) two instances with Etcd3Locker and the etcd KV store behind a round-robin
+ * proxy, sharing one directory (the deployment of `npm start`), with lock retention on and off.
+ * Every instance is a process of its own, as deployed, and so is the proxy. etcd's raft
+ * proposals are counted per tus request (from etcd's /metrics), and for one 20-chunk upload to
+ * one instance until its kept lock and cache lease are given up.
  */
 
 import { randomBytes } from 'node:crypto'
@@ -12,13 +15,15 @@ import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type HttpRequest, Upload } from 'tus-js-client'
 import { startDeployment, startServerProcess } from '../examples/multi-instance.js'
-import type { BenchContext, Result } from './scenarios.js'
+import { etcdMetric } from '../test/harness/etcd-metrics.js'
+import { type BenchContext, client, type Result } from './scenarios.js'
 import { percentile, round } from './stats.js'
 
 const CHUNK = 1024 * 1024
 const UPLOAD_SIZE = 2 * CHUNK
 const CONCURRENCY = 4
 const memoryScript = fileURLToPath(new URL('./memory-instance.ts', import.meta.url))
+const instanceScript = fileURLToPath(new URL('../examples/node-http.ts', import.meta.url))
 const proxyScript = fileURLToPath(new URL('./proxy-process.ts', import.meta.url))
 
 /** `script` (with `args`) in its own process, stopped with the run; resolves with its origin. */
@@ -39,10 +44,37 @@ interface Side {
   seconds: number
   uploads: number
   requests: Map<string, number[]>
+  /** etcd raft proposals per tus request, measured alone (see proposalsPerRequest). */
+  proposals: number
 }
 
+const side = (name: string, endpoint: string): Side => ({
+  name,
+  endpoint,
+  seconds: 0,
+  uploads: 0,
+  requests: new Map(),
+  proposals: 0,
+})
+
+/** etcd's raft proposals committed, summed over the members. */
+async function proposals(ctx: BenchContext): Promise<number> {
+  const counts = await Promise.all(
+    ctx.hosts.map((host) => etcdMetric(host, 'etcd_server_proposals_committed_total')),
+  )
+  return counts.reduce((sum, n) => sum + n, 0)
+}
+
+const requestCount = (s: Side) => [...s.requests.values()].reduce((n, list) => n + list.length, 0)
+
 /** `count` uploads, CONCURRENCY at a time; a HEAD after each, as a resuming client sends. */
-async function uploadBatch(side: Side, data: Buffer, count: number): Promise<void> {
+async function uploadBatch(
+  side: Side,
+  data: Buffer,
+  count: number,
+  concurrency = CONCURRENCY,
+  chunkSize = CHUNK,
+): Promise<void> {
   const record = (method: string, ms: number) => {
     const list = side.requests.get(method) ?? []
     list.push(ms)
@@ -53,7 +85,7 @@ async function uploadBatch(side: Side, data: Buffer, count: number): Promise<voi
     const url = await new Promise<string>((resolve, reject) => {
       const upload = new Upload(data, {
         endpoint: `${side.endpoint}/files`,
-        chunkSize: CHUNK,
+        chunkSize,
         retryDelays: [],
         onBeforeRequest: (req) => {
           started.set(req, performance.now())
@@ -74,7 +106,7 @@ async function uploadBatch(side: Side, data: Buffer, count: number): Promise<voi
   const start = performance.now()
   let left = count
   await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
+    Array.from({ length: concurrency }, async () => {
       while (left-- > 0) await one()
     }),
   )
@@ -82,75 +114,203 @@ async function uploadBatch(side: Side, data: Buffer, count: number): Promise<voi
   side.uploads += count
 }
 
-export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
-  const dirs = await Promise.all(
-    [0, 1].map(() => mkdtemp(join(tmpdir(), 'tus-etcd3-locker-bench-'))),
-  )
-  ctx.defer(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))))
-  const [single, shared] = dirs as [string, string]
-  // Each instance is its own process, as deployed; the clients (and the proxy) run here.
-  const memory: Side = {
-    name: 'one instance, MemoryLocker + metadata files',
-    endpoint: await processOf(ctx, memoryScript, [], { FILES_DIR: single }),
-    seconds: 0,
-    uploads: 0,
-    requests: new Map(),
+/** One tus instance with Etcd3Locker + `locker.kvStore()` in its own process. */
+function etcdInstance(ctx: BenchContext, dir: string, prefix: string, env: NodeJS.ProcessEnv = {}) {
+  return processOf(ctx, instanceScript, [], {
+    ETCD_ENDPOINTS: ctx.hosts.join(','),
+    FILES_DIR: dir,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    PREFIX: prefix,
+    INSTANCE_NAME: 'bench',
+    CACHE_IDLE: String(CACHE_IDLE_MS),
+    ...env,
+  })
+}
+
+// The etcd sides' cache idle time: short, so that their leases are given up (and counted)
+// within the run. Uploads here take far less than this between requests, so it costs no misses.
+const CACHE_IDLE_MS = 2_000
+
+/** Resolves once nothing but upload records (`P/.kv/`) is left under `prefix`: no lock, no lease. */
+async function untilQuiet(ctx: BenchContext, prefix: string): Promise<void> {
+  const etcd = client(ctx)
+  const giveUpAt = performance.now() + 60_000
+  for (;;) {
+    const keys = await etcd.getAll().prefix(`${prefix}/`).keys()
+    if (keys.every((k) => k.startsWith(`${prefix}/.kv/`))) return
+    if (performance.now() > giveUpAt) throw new Error(`${prefix}: locks or leases left after 60 s`)
+    await new Promise((resolve) => setTimeout(resolve, 200))
   }
+}
+
+/** Two instances behind a round-robin proxy (its own process), as `npm start` runs them. */
+async function roundRobin(ctx: BenchContext, dir: string, prefix: string, retainLocks?: number) {
   const deployment = await startDeployment({
     endpoints: ctx.hosts,
-    directory: shared,
+    directory: dir,
     port: 0,
-    prefix: ctx.prefix,
+    prefix,
+    retainLocks,
     log: () => {},
   })
   ctx.defer(() => deployment.close())
   // The load balancer in its own process too (nginx in docker-compose.yml), not in the clients'.
-  const proxy = await processOf(
+  return processOf(
     ctx,
     proxyScript,
     deployment.instances.map((i) => i.origin),
   )
-  const etcd: Side = {
-    name: 'two instances behind a proxy, Etcd3Locker + etcd metadata',
-    endpoint: proxy,
-    seconds: 0,
-    uploads: 0,
-    requests: new Map(),
-  }
+}
+
+/**
+ * Raft proposals per request of one upload of `chunks` chunks to one instance (POST, PATCHes,
+ * HEAD), counted until its kept lock and its cache lease are given up (no key left under the
+ * prefix): the cleanup writes count. The instance's `cacheIdle` is short so that this does not
+ * take 30 s; the count does not depend on it.
+ */
+async function oneUpload(ctx: BenchContext, dir: string, chunks: number): Promise<number> {
+  const prefix = `${ctx.prefix}-single`
+  const endpoint = await etcdInstance(ctx, dir, prefix, { CACHE_IDLE: '1000' })
+  const single = side('one upload', endpoint)
+  const chunkSize = 64 * 1024
+  const before = await proposals(ctx)
+  await uploadBatch(single, randomBytes(chunks * chunkSize), 1, 1, chunkSize)
+  await untilQuiet(ctx, prefix)
+  return ((await proposals(ctx)) - before) / requestCount(single)
+}
+
+/**
+ * Raft proposals per tus request of a batch of `count` uploads on `s`, alone (every side quiet
+ * before it), counted until its locks and leases are given up (the cleanup writes count).
+ */
+async function proposalsPerRequest(
+  ctx: BenchContext,
+  s: Side,
+  prefix: string,
+  data: Buffer,
+  count: number,
+): Promise<number> {
+  const alone = side(s.name, s.endpoint)
+  const before = await proposals(ctx)
+  await uploadBatch(alone, data, count)
+  await untilQuiet(ctx, prefix)
+  return ((await proposals(ctx)) - before) / requestCount(alone)
+}
+
+export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
+  const dirs = await Promise.all(
+    [0, 1, 2, 3, 4].map(() => mkdtemp(join(tmpdir(), 'tus-etcd3-locker-bench-'))),
+  )
+  ctx.defer(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))))
+  const [single, oneEtcd, shared, sharedOff, oneUploadDir] = dirs as [
+    string,
+    string,
+    string,
+    string,
+    string,
+  ]
+  // Each instance is its own process, as deployed; the clients (and the proxy) run here.
+  const memory = side(
+    'one instance, MemoryLocker + metadata files',
+    await processOf(ctx, memoryScript, [], { FILES_DIR: single }),
+  )
+  // First, with nothing else running: one upload's cost to etcd, cleanup included.
+  const perRequestOfOne = await oneUpload(ctx, oneUploadDir, ctx.quick ? 3 : 20)
+  const prefixes = { one: `${ctx.prefix}-one`, two: `${ctx.prefix}-two`, off: `${ctx.prefix}-off` }
+  const one = side(
+    'one instance, Etcd3Locker + etcd metadata',
+    await etcdInstance(ctx, oneEtcd, prefixes.one),
+  )
+  const two = side(
+    'two instances behind a proxy, Etcd3Locker + etcd metadata',
+    await roundRobin(ctx, shared, prefixes.two),
+  )
+  const twoOff = side(
+    'two instances behind a proxy, retainLocks 0',
+    await roundRobin(ctx, sharedOff, prefixes.off, 0),
+  )
+  const sides = [memory, one, two, twoOff]
   const data = randomBytes(UPLOAD_SIZE)
-  const total = ctx.quick ? 4 : 200
-  const perRound = ctx.quick ? 2 : 25
+  const total = ctx.quick ? 2 : 100
+  const perRound = ctx.quick ? 2 : 20
   for (let done = 0; done < total; done += perRound) {
-    await uploadBatch(memory, data, perRound)
-    await uploadBatch(etcd, data, perRound)
+    for (const s of sides) {
+      const before = await proposals(ctx)
+      await uploadBatch(s, data, perRound)
+      // Only a rough figure (other sides' cleanups land in it): the quick run keeps it.
+      s.proposals = ((await proposals(ctx)) - before) / (perRound * 4)
+    }
+  }
+  // Then each etcd side alone, from quiet to quiet: what its requests cost etcd. The quick
+  // run (a smoke test) skips this: each quiet wait is a retainLocks.
+  const counted: Array<[Side, string]> = [
+    [one, prefixes.one],
+    [two, prefixes.two],
+    [twoOff, prefixes.off],
+  ]
+  for (const [s, prefix] of ctx.quick ? [] : counted) {
+    for (const [, p] of counted) await untilQuiet(ctx, p)
+    s.proposals = await proposalsPerRequest(ctx, s, prefix, data, perRound)
   }
   const S = 'end to end'
   const rows: Result[] = []
-  for (const side of [memory, etcd]) {
+  for (const s of sides) {
     rows.push({
       scenario: S,
-      name: `${side.name}`,
+      name: `${s.name}`,
       unit: 'uploads/s',
-      value: round(side.uploads / side.seconds),
+      value: round(s.uploads / s.seconds),
     })
     for (const method of ['HEAD', 'PATCH']) {
-      const times = side.requests.get(method) ?? []
+      const times = s.requests.get(method) ?? []
       rows.push({
         scenario: S,
-        name: `${side.name}: ${method} p50`,
+        name: `${s.name}: ${method} p50`,
         unit: 'ms',
         value: round(percentile(times, 50)),
         p99: round(percentile(times, 99)),
         samples: times.length,
       })
     }
+    if (s !== memory) {
+      rows.push({
+        scenario: S,
+        name: `${s.name}: raft proposals per tus request, cleanup included`,
+        unit: 'ratio',
+        value: round(s.proposals, 3),
+      })
+    }
   }
-  rows.push({
-    scenario: S,
-    name: 'uploads/s: etcd / memory',
-    unit: 'ratio',
-    value: round(etcd.uploads / etcd.seconds / (memory.uploads / memory.seconds)),
-    goal: { value: 0.9, higherIsBetter: true },
-  })
+  const rate = (s: Side) => s.uploads / s.seconds
+  rows.push(
+    {
+      scenario: S,
+      name: 'uploads/s, one instance: etcd / memory',
+      unit: 'ratio',
+      value: round(rate(one) / rate(memory)),
+      goal: { value: 0.95, higherIsBetter: true },
+    },
+    {
+      scenario: S,
+      name: 'uploads/s, two instances vs one with memory',
+      unit: 'ratio',
+      value: round(rate(two) / rate(memory)),
+    },
+    {
+      scenario: S,
+      name: 'uploads/s, round robin: retention on / off',
+      unit: 'ratio',
+      value: round(rate(two) / rate(twoOff)),
+      goal: { value: 1, higherIsBetter: true },
+    },
+    {
+      scenario: S,
+      name: 'one 20-chunk upload, one instance: raft proposals per request, cleanup included',
+      unit: 'ratio',
+      value: round(perRequestOfOne, 3),
+      goal: { value: 0.3, higherIsBetter: false },
+    },
+  )
   return rows
 }

@@ -12,6 +12,7 @@ import { startEtcd } from '../test/harness/etcd.js'
 import { availability } from './availability.js'
 import { barChart } from './chart.js'
 import { endToEnd } from './e2e.js'
+import { etcdCost } from './etcd-cost.js'
 import { scale } from './scale.js'
 import {
   type BenchContext,
@@ -21,8 +22,19 @@ import {
   type Result,
   throughput,
 } from './scenarios.js'
+import { soak } from './soak.js'
 
-export const SCENARIOS = { lockCycle, throughput, handOver, kvStore, endToEnd, scale, availability }
+export const SCENARIOS = {
+  lockCycle,
+  throughput,
+  handOver,
+  kvStore,
+  etcdCost,
+  endToEnd,
+  scale,
+  soak,
+  availability,
+}
 
 export interface BenchRun {
   machine: string

@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { Etcd3 } from 'etcd3'
 import { Etcd3Locker } from '../src/index.js'
+import { etcdMetric } from '../test/harness/etcd-metrics.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
 
@@ -51,6 +52,25 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   const holdStart = performance.now()
   await inBatches(count, 500, (i) => holder.newLock(`scale-${i}`).lock(never(), noop))
   const holdSeconds = (performance.now() - holdStart) / 1e3
+  // What etcd counts once every hold's contention watch (50 ms into the hold) is in place, before
+  // any waiter: a waiter ends the watch of the hold it queues behind (its holder was told).
+  const etcdWatchers = async () => {
+    const counts = await Promise.all(
+      ctx.hosts.map((h) => etcdMetric(h, 'etcd_debugging_mvcc_watcher_total')),
+    )
+    return counts.reduce((sum, n) => sum + n, 0)
+  }
+  const watchersBefore = await etcdWatchers()
+  const watchersUntil = performance.now() + 60_000
+  let inEtcd = watchersBefore
+  while (watcherCount(holderClient) < count + 1 && performance.now() < watchersUntil) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  const holderWatchers = watcherCount(holderClient)
+  while (inEtcd < holderWatchers && performance.now() < watchersUntil) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    inEtcd = await etcdWatchers()
+  }
 
   const waitStart = performance.now()
   let failed: unknown
@@ -78,7 +98,7 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   }
   const queueSeconds = (performance.now() - waitStart) / 1e3
   const during = heapAfterGc()
-  const watchers = watcherCount(holderClient) + watcherCount(waiterClient)
+  const waiterWatchers = watcherCount(waiterClient)
 
   const closeStart = performance.now()
   await holder.close()
@@ -97,9 +117,21 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
     },
     {
       scenario: S,
-      name: 'watchers (on 2 clients, one watch stream each)',
+      name: 'watchers of the holding locker (one per held lock + its stream watcher, one stream)',
       unit: 'count',
-      value: watchers,
+      value: holderWatchers,
+    },
+    {
+      scenario: S,
+      name: 'watchers of the waiting locker (one per waiter, on its one watch stream)',
+      unit: 'count',
+      value: waiterWatchers,
+    },
+    {
+      scenario: S,
+      name: "watchers in etcd while the locks are held (etcd's gauge)",
+      unit: 'count',
+      value: inEtcd,
     },
     {
       scenario: S,

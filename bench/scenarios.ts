@@ -35,8 +35,12 @@ export function client(ctx: BenchContext): Etcd3 {
   return c
 }
 
-export function locker(ctx: BenchContext, etcd = client(ctx)): Etcd3Locker {
-  const l = new Etcd3Locker(etcd, { prefix: ctx.prefix })
+export function locker(
+  ctx: BenchContext,
+  etcd = client(ctx),
+  options: { retainLocks?: number } = {},
+): Etcd3Locker {
+  const l = new Etcd3Locker(etcd, { prefix: ctx.prefix, ...options })
   ctx.defer(() => l.close())
   return l
 }
@@ -118,6 +122,7 @@ export async function lockCycle(ctx: BenchContext): Promise<Result[]> {
       S,
       'same id / MemoryLocker',
       s('Etcd3Locker lock+unlock, same id').median / s('MemoryLocker lock+unlock').median,
+      { value: 3, higherIsBetter: false },
     ),
     ratio(
       S,
@@ -130,7 +135,8 @@ export async function lockCycle(ctx: BenchContext): Promise<Result[]> {
 /** Scenario 3: lock cycles per second at 1, 16, 256 concurrent uploads vs raw writes / 2. */
 export async function throughput(ctx: BenchContext): Promise<Result[]> {
   const etcd = client(ctx)
-  const ours = locker(ctx, etcd)
+  // Fresh ids that never come back, each cycle's delete counted: retention would only defer it.
+  const ours = locker(ctx, etcd, { retainLocks: 0 })
   await ours.ready()
   const results: Result[] = []
   for (const concurrency of [1, 16, 256]) {
@@ -192,6 +198,8 @@ export async function handOver(ctx: BenchContext): Promise<Result[]> {
   const handovers: number[] = []
   const roundTrips: number[] = []
   const etcd3Handovers: number[] = []
+  const fromKept: number[] = []
+  const writeTrips: number[] = []
   for (let i = 0; i < count; i++) {
     const id = `handover-${i}`
     const held = holder.newLock(id)
@@ -211,7 +219,19 @@ export async function handOver(ctx: BenchContext): Promise<Result[]> {
       }),
     )
     await acquired.unlock()
+    await sleep(20) // unlock()'s delete goes on in the background: not inside the round trip
     roundTrips.push(await timed(() => waiterClient.get(`${ctx.prefix}/rtt`).exec()))
+    writeTrips.push(await timed(() => waiterClient.put(`${ctx.prefix}/rtt`).value('x').exec()))
+
+    // From a kept key: the holder unlocked a while ago (retainLocks), then the waiter asks.
+    const keptId = `kept-${i}`
+    const kept = holder.newLock(keptId)
+    await kept.lock(never(), noop)
+    await kept.unlock()
+    await sleep(20) // the kept key's watch is set up, as it is for any key kept a while
+    const taker = waiter.newLock(keptId)
+    fromKept.push(await timed(() => taker.lock(never(), noop)))
+    await taker.unlock()
 
     // The peer a user might write: etcd3's client.lock(), retried every 100 ms.
     const key = `${ctx.prefix}/etcd3-handover/${i}`
@@ -240,11 +260,23 @@ export async function handOver(ctx: BenchContext): Promise<Result[]> {
   const h = summarize(handovers)
   const rtt = summarize(roundTrips)
   const peer = summarize(etcd3Handovers)
+  const k = summarize(fromKept)
+  const wrt = summarize(writeTrips)
   return [
     timing(S, 'unlock -> other instance holds', h),
+    timing(S, 'lock() of a key another instance keeps -> holds', k),
     timing(S, 'one etcd round trip (get)', rtt),
+    timing(S, 'one etcd write round trip (put)', wrt),
     timing(S, 'etcd3 client.lock(), 100 ms retry', peer),
     ratio(S, 'hand-over / round trip', h.median / rtt.median),
+    ratio(S, 'hand-over from a kept key / round trip', k.median / rtt.median, {
+      value: 2.5,
+      higherIsBetter: false,
+    }),
+    // Both hand-overs wait for writes (the holder's delete; from a kept key also the waiter's
+    // enqueue), which cost etcd more than a read: the same two in write round trips.
+    ratio(S, 'hand-over / write round trip', h.median / wrt.median),
+    ratio(S, 'hand-over from a kept key / write round trip', k.median / wrt.median),
     ratio(S, 'etcd3 retry hand-over / ours', peer.median / h.median),
   ]
 }

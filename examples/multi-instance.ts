@@ -21,6 +21,8 @@ export interface DeploymentOptions {
   prefix?: string
   /** Lock session TTL in seconds (default 10). */
   ttl?: number
+  /** The instances' `retainLocks` (ms; default the locker's). */
+  retainLocks?: number
   /** Throttle upload bodies at the proxy (demos and tests), bytes per second. */
   uploadBytesPerSecond?: number
   /** Where the instances' and the proxy's lines go (default: console.log). */
@@ -92,6 +94,7 @@ async function startInstance(
     HOST: '127.0.0.1',
     PREFIX: options.prefix ?? '/tusd',
     LOCK_TTL: String(options.ttl ?? 10),
+    ...(options.retainLocks === undefined ? {} : { RETAIN_LOCKS: String(options.retainLocks) }),
     INSTANCE_NAME: name,
   })
   return {

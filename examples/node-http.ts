@@ -39,6 +39,10 @@ export interface TusInstanceOptions {
   prefix?: string
   /** Lock session TTL in seconds: how long a crashed instance's locks stay taken. */
   ttl?: number
+  /** ms a lock key is kept after the last unlock (the locker's `retainLocks`; 0: off). */
+  retainLocks?: number
+  /** ms a cached upload record may stay unread (the KV store's `cacheIdle`). */
+  cacheIdle?: number
   name?: string
   /** Where to print what the locks do (default: nowhere). */
   log?: (line: string) => void
@@ -53,8 +57,9 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
   const locker = new Etcd3Locker(client, {
     prefix: options.prefix ?? '/tusd',
     ttl: options.ttl ?? 10,
+    retainLocks: options.retainLocks,
   })
-  const kvStore = locker.kvStore()
+  const kvStore = locker.kvStore({ cacheIdle: options.cacheIdle })
   const registry = new Registry()
   registerLockerMetrics(locker, { registry, kvStores: [kvStore] })
   let lease: string | undefined
@@ -137,6 +142,8 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     host: process.env.HOST,
     prefix: process.env.PREFIX,
     ttl: process.env.LOCK_TTL ? Number(process.env.LOCK_TTL) : undefined,
+    retainLocks: process.env.RETAIN_LOCKS ? Number(process.env.RETAIN_LOCKS) : undefined,
+    cacheIdle: process.env.CACHE_IDLE ? Number(process.env.CACHE_IDLE) : undefined,
     name,
     log: (line) => console.log(`[${name}] ${line}`),
   }).catch((error: unknown) => {

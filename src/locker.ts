@@ -5,10 +5,11 @@ import { LockerError } from './errors.js'
 import type { LockerEvents } from './events.js'
 import { lockQueuePrefix } from './keys.js'
 import { Etcd3KvStore, type Fence, KV_STORE_DEFAULTS, type KvStoreOptions } from './kv/kv-store.js'
-import { ContentionWatch } from './lock/contention-watch.js'
 import { LocalQueue } from './lock/local-queue.js'
 import { Etcd3Lock } from './lock/lock.js'
 import type { LockContext, LockRequest } from './lock/lock-request.js'
+import { Retention } from './lock/retention.js'
+import { WatchStream } from './lock/watch-stream.js'
 import {
   checkOptionsObject,
   type LockerOptions,
@@ -17,6 +18,7 @@ import {
   resolveLockerOptions,
 } from './options.js'
 import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
+import { settledWithin } from './util/abort.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
 
 /**
@@ -41,11 +43,14 @@ import { InFlightLimit } from './util/in-flight-limit.js'
  */
 const KV_STORE_CALL: OptionsOwner = {
   name: 'locker.kvStore()',
-  known: ['leasing', 'revokeBackoff'],
+  known: ['leasing', 'revokeBackoff', 'cacheSize', 'cacheIdle'],
 }
 
 /** How long {@link Etcd3Locker.health} waits for etcd's answer, in ms. */
 export const HEALTH_TIMEOUT_MS = 1_000
+
+// How long close() waits for etcd to confirm the cancel of its watches, before and after the revoke.
+const CLOSE_WATCH_WAIT_MS = 1_000
 
 // Enough to keep etcd busy; more only queues inside etcd, past the calls' deadlines.
 const MAX_CALLS_IN_FLIGHT = 128
@@ -56,7 +61,9 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   private readonly queues = new Map<string, LocalQueue<LockRequest>>()
   private readonly context: LockContext
   private readonly keeper: SessionKeeper
-  private readonly contention: ContentionWatch
+  private readonly retention: Retention
+  private readonly watchStream: WatchStream
+  private closed: Promise<void> | undefined
   private readonly kvStores = new Map<string, Etcd3KvStore<unknown>>()
 
   /**
@@ -86,13 +93,15 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
         lost: (session, reason) => this.emit('sessionLost', { lease: session.leaseHex, reason }),
       },
     )
-    this.contention = new ContentionWatch(client, this.options.prefix)
+    this.retention = new Retention(client, this.options.retainLocks)
+    this.watchStream = new WatchStream(client, this.options.prefix)
     this.context = {
       client,
       acquireLockTimeout: this.options.acquireLockTimeout,
       closing: this.keeper.closing,
       session: () => this.keeper.session(),
-      contention: this.contention,
+      retention: this.retention,
+      watchStream: this.watchStream,
       limit: new InFlightLimit(MAX_CALLS_IN_FLIGHT),
       localQueue: (queuePrefix) => this.localQueue(queuePrefix),
       forgetQueue: (queuePrefix) => {
@@ -119,25 +128,35 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
 
   /**
    * A `KvStore` of `@tus/utils` in etcd under this locker's prefix and session (one lease per
-   * process for everything), with the leasing cache unless `leasing: false` (`revokeBackoff`:
-   * see {@link KvStoreOptions}). Its `set`/`delete` of an upload whose lock this locker holds are
+   * process for everything), with the leasing cache unless `leasing: false` (`revokeBackoff`,
+   * `cacheSize`, `cacheIdle`: see {@link KvStoreOptions}). Its `set`/`delete` of an upload whose lock this locker holds are
    * fenced by that lock. Calls with the same options return the same store: one cache per process.
    *
    * @example `new FileStore({ directory: './files', configstore: locker.kvStore() })`
-   * @throws TypeError for an option other than `leasing` and `revokeBackoff`, or a bad value.
+   * @throws TypeError for an option other than `leasing`, `revokeBackoff`, `cacheSize` and
+   *   `cacheIdle`, or a bad value.
    */
   kvStore<T = Upload>(
-    options: Pick<KvStoreOptions, 'leasing' | 'revokeBackoff'> = {},
+    options: Pick<KvStoreOptions, 'leasing' | 'revokeBackoff' | 'cacheSize' | 'cacheIdle'> = {},
   ): Etcd3KvStore<T> {
     // The prefix and session are the locker's: refuse them here rather than ignore them.
-    const { leasing, revokeBackoff }: KvStoreOptions = checkOptionsObject(options, KV_STORE_CALL)
+    const { leasing, revokeBackoff, cacheSize, cacheIdle }: KvStoreOptions = checkOptionsObject(
+      options,
+      KV_STORE_CALL,
+    )
     // Defaults first: kvStore() and kvStore({ leasing: true }) must share one cache.
-    const id = `${leasing ?? KV_STORE_DEFAULTS.leasing}/${revokeBackoff ?? KV_STORE_DEFAULTS.revokeBackoff}`
+    const d = KV_STORE_DEFAULTS
+    const id = [
+      leasing ?? d.leasing,
+      revokeBackoff ?? d.revokeBackoff,
+      cacheSize ?? d.cacheSize,
+      cacheIdle ?? d.cacheIdle,
+    ].join('/')
     let store = this.kvStores.get(id)
     if (store === undefined) {
       store = new Etcd3KvStore<unknown>(
         this.client,
-        { leasing, revokeBackoff },
+        { leasing, revokeBackoff, cacheSize, cacheIdle },
         {
           keeper: this.keeper,
           prefix: this.options.prefix,
@@ -187,12 +206,27 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
    * does every later one. Idempotent; never rejects.
    */
   close(): Promise<void> {
-    return this.keeper.close().finally(() => this.contention.close())
+    this.closed ??= (async () => {
+      // Kept keys' watches first, so that the revoke's deletes reach none of them.
+      await settledWithin(this.retention.close(), CLOSE_WATCH_WAIT_MS)
+      await this.keeper.close()
+      await settledWithin(this.watchStream.close(), CLOSE_WATCH_WAIT_MS)
+    })()
+    return this.closed
   }
 
-  /** The lock key of upload `key` while this locker holds it. */
+  /** How many lock keys are kept after their last unlock now (see `retainLocks`). */
+  get retainedLocks(): number {
+    return this.retention.size
+  }
+
+  /** The lock key of upload `key` while this locker holds or retains it. */
   private fence(key: string): Fence | undefined {
-    return this.queues.get(lockQueuePrefix(this.options.prefix, key))?.head?.heldEntry()
+    const queuePrefix = lockQueuePrefix(this.options.prefix, key)
+    const held = this.queues.get(queuePrefix)?.head?.heldEntry()
+    if (held !== undefined) return held
+    const kept = this.retention.entryOf(queuePrefix)
+    return kept?.revision === undefined ? undefined : { key: kept.key, revision: kept.revision }
   }
 
   private localQueue(queuePrefix: string): LocalQueue<LockRequest> {

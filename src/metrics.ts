@@ -33,8 +33,9 @@ const WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 /**
  * Exports what the locker does as Prometheus metrics: lock wait time (histogram), acquisitions,
- * timeouts and other failures, locks held, release requests by cause, sessions granted and lost,
- * and the leasing cache's hits, misses and revokes of `kvStores`.
+ * timeouts and other failures, locks held and retained, retention hits, release requests by
+ * cause, sessions granted and lost, and the leasing cache's hits, misses, revokes, evictions and
+ * entries of `kvStores`.
  *
  * @example
  * ```ts
@@ -78,6 +79,19 @@ export function registerLockerMetrics(
     registers,
   })
   const held = new Gauge({ name: name('locks_held'), help: 'Locks held now.', registers })
+  new Gauge({
+    name: name('locks_retained'),
+    help: 'Lock keys kept after their last unlock now (retainLocks).',
+    registers,
+    collect() {
+      this.set(locker.retainedLocks)
+    },
+  })
+  const retentionHits = new Counter({
+    name: name('lock_retention_hits_total'),
+    help: 'Locks taken from a key kept since the last unlock, with no etcd call.',
+    registers,
+  })
   const releaseRequests = new Counter({
     name: name('release_requests_total'),
     help: 'Times a holder was asked to release, by cause.',
@@ -112,10 +126,20 @@ export function registerLockerMetrics(
   kvCounter('hits', 'KV gets served from the leasing cache.')
   kvCounter('misses', 'KV gets that read etcd.')
   kvCounter('revokes', 'Cache leases given up because a writer elsewhere asked.')
+  kvCounter('evictions', 'Cache leases given up by cacheSize or cacheIdle.')
+  new Gauge({
+    name: name('kv_cache_entries'),
+    help: 'Keys the leasing caches hold now.',
+    registers,
+    collect() {
+      this.set(kvStores.reduce((sum, store) => sum + store.cachedKeys, 0))
+    },
+  })
 
   const listeners = {
-    lockAcquired: ({ waitedMs }: { waitedMs: number }) => {
+    lockAcquired: ({ waitedMs, retained }: { waitedMs: number; retained: boolean }) => {
       acquisitions.inc()
+      if (retained) retentionHits.inc()
       waitSeconds.observe(waitedMs / 1_000)
       held.inc()
     },

@@ -74,11 +74,11 @@ describe('upload ids that work: the key is P/<escaped id>/<leaseHex>, exclusion 
     },
   ])('id: $rule; a second locker waits, unlock leaves no key', async ({ id, segment }) => {
     const prefix = uniquePrefix('id')
-    const holder = newLocker({ prefix, ttl: 10 }).newLock(id)
+    const holder = newLocker({ prefix, ttl: 10, retainLocks: 0 }).newLock(id)
     const asked = signal()
     await holder.lock(never(), () => asked.fire())
 
-    const waiter = newLocker({ prefix, ttl: 10 }).newLock(id)
+    const waiter = newLocker({ prefix, ttl: 10, retainLocks: 0 }).newLock(id)
     let acquired = false
     const waiting = waiter
       .lock(never(), () => {})
@@ -172,7 +172,7 @@ describe('lock() arguments @tus/server always passes', () => {
     'lock() with $rule rejects with a TypeError; the same Lock then works and leaves no key',
     async ({ args, message }) => {
       const prefix = uniquePrefix('lock-args')
-      const lock = newLocker({ prefix, ttl: 10 }).newLock('u')
+      const lock = newLocker({ prefix, ttl: 10, retainLocks: 0 }).newLock('u')
       const error = await (lock.lock as (...a: unknown[]) => Promise<void>)(...args).catch(
         (e: unknown) => e,
       )
@@ -221,7 +221,7 @@ describe('prefixes that work: normalized to a leading / and no trailing /', () =
   ])('prefix: $rule; lock and unlock leave no key', async ({ given, stored }) => {
     const base = uniquePrefix('prefix')
     const root = stored(base)
-    const locker = newLocker({ prefix: given(base), ttl: 10 })
+    const locker = newLocker({ prefix: given(base), ttl: 10, retainLocks: 0 })
     expect(locker.options.prefix).toBe(root)
     const lock = locker.newLock('u')
     await lock.lock(never(), () => {})
@@ -361,6 +361,30 @@ describe('options refused at construction (see also isolation-and-input)', () =>
       message: /"grantTimeout".*above 0.*got 0/,
     },
     {
+      rule: 'retainLocks -1',
+      options: { retainLocks: -1 },
+      kind: RangeError,
+      message: /"retainLocks" must be 0 \(off\) or a number of milliseconds.*got -1/,
+    },
+    {
+      rule: 'retainLocks NaN',
+      options: { retainLocks: Number.NaN },
+      kind: RangeError,
+      message: /"retainLocks".*got NaN/,
+    },
+    {
+      rule: 'retainLocks a string',
+      options: { retainLocks: '5000' },
+      kind: TypeError,
+      message: /"retainLocks" must be a number, got the string "5000"/,
+    },
+    {
+      rule: 'retainLocks above the timer limit',
+      options: { retainLocks: 2 ** 31 },
+      kind: RangeError,
+      message: /"retainLocks".*got 2147483648/,
+    },
+    {
       rule: 'safetyMargin NaN',
       options: { safetyMargin: Number.NaN },
       kind: RangeError,
@@ -412,7 +436,7 @@ describe('options refused at construction (see also isolation-and-input)', () =>
       options: { tll: 5 },
       kind: TypeError,
       message:
-        /^Etcd3KvStore has no option "tll"; known options: prefix, ttl, grantTimeout, safetyMargin, leasing, revokeBackoff$/,
+        /^Etcd3KvStore has no option "tll"; known options: prefix, ttl, grantTimeout, safetyMargin, leasing, revokeBackoff, cacheSize, cacheIdle$/,
     },
     {
       rule: "the locker's acquireLockTimeout",
@@ -467,7 +491,7 @@ describe('options refused at construction (see also isolation-and-input)', () =>
       options: { prefix: '/other' },
       kind: TypeError,
       message:
-        /^locker\.kvStore\(\) has no option "prefix"; known options: leasing, revokeBackoff$/,
+        /^locker\.kvStore\(\) has no option "prefix"; known options: leasing, revokeBackoff, cacheSize, cacheIdle$/,
     },
     {
       rule: "a ttl (the session is the locker's)",
@@ -613,7 +637,7 @@ describe('KV keys refused before anything reaches etcd (see also kv-store)', () 
     },
   ])('KV key: $rule is a $kind.name from set, get and delete', async ({ key, kind, message }) => {
     const prefix = uniquePrefix('kvkey-bad')
-    const store = newLocker({ prefix, ttl: 10 }).kvStore<unknown>()
+    const store = newLocker({ prefix, ttl: 10, retainLocks: 0 }).kvStore<unknown>()
     for (const call of [
       () => store.set(key as string, {}),
       () => store.get(key as string),
@@ -656,7 +680,7 @@ describe('KV values', () => {
     'value: $rule is a TypeError naming the key, and nothing is written',
     async ({ value, message }) => {
       const prefix = uniquePrefix('kvval-bad')
-      const store = newLocker({ prefix, ttl: 10 }).kvStore<unknown>()
+      const store = newLocker({ prefix, ttl: 10, retainLocks: 0 }).kvStore<unknown>()
       const error = await store.set('k', value).catch((e: unknown) => e)
       expect(error).toBeInstanceOf(TypeError)
       expect((error as Error).message).toMatch(message)
@@ -675,7 +699,7 @@ describe('KV values', () => {
     'value: $rule is a RangeError naming the key and its size; nothing is written, locks still work',
     async ({ chars, bytes }) => {
       const prefix = uniquePrefix('kvval-big')
-      const locker = newLocker({ prefix, ttl: 10 })
+      const locker = newLocker({ prefix, ttl: 10, retainLocks: 0 })
       const store = locker.kvStore<unknown>()
       const error = await store.set('big', 'v'.repeat(chars)).catch((e: unknown) => e)
       expect(error).toBeInstanceOf(RangeError)
@@ -723,10 +747,12 @@ describe('KV values', () => {
     { rule: 'exactly 1 MiB of JSON fits', value: 'v'.repeat(MIB - 2), read: 'v'.repeat(MIB - 2) },
   ])('value: $rule', async ({ value, read }) => {
     const prefix = uniquePrefix('kvval')
-    const writer = newLocker({ prefix, ttl: 10 }).kvStore<unknown>()
+    const writer = newLocker({ prefix, ttl: 10, retainLocks: 0 }).kvStore<unknown>()
     await writer.set('k', value)
     expect(await writer.get('k')).toEqual(read)
-    const reader = newLocker({ prefix, ttl: 10 }).kvStore<unknown>({ leasing: false })
+    const reader = newLocker({ prefix, ttl: 10, retainLocks: 0 }).kvStore<unknown>({
+      leasing: false,
+    })
     expect(await reader.get('k')).toEqual(read)
   })
 })

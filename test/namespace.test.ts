@@ -16,8 +16,8 @@ const never = () => new AbortController().signal
 it('two lockers on client.namespace(ns) queue under ns, hand over, and leave no key', async () => {
   const ns = `${uniquePrefix('ns')}/`
   const root = newClient()
-  const a = new Etcd3Locker(newClient().namespace(ns), { prefix: '/tusd', ttl: 10 })
-  const b = new Etcd3Locker(newClient().namespace(ns), { prefix: '/tusd', ttl: 10 })
+  const a = new Etcd3Locker(newClient().namespace(ns), { prefix: '/tusd', ttl: 10, retainLocks: 0 })
+  const b = new Etcd3Locker(newClient().namespace(ns), { prefix: '/tusd', ttl: 10, retainLocks: 0 })
   const held = a.newLock('u')
   const asked = signal()
   await held.lock(never(), () => asked.fire())

@@ -1,5 +1,6 @@
 import type { KvStore, Upload } from '@tus/utils'
 import {
+  EtcdLeaseInvalidError,
   GRPCDeadlineExceededError,
   GRPCGenericError,
   GRPCInvalidArgumentError,
@@ -17,16 +18,28 @@ import {
   type OptionsOwner,
   resolveLockerOptions,
 } from '../options.js'
-import { accessError, callOptions } from '../session/etcd-calls.js'
+import { accessError, CALL_TIMEOUT_MS, callOptions } from '../session/etcd-calls.js'
 import { endpointsOf, SessionKeeper } from '../session/session-keeper.js'
+import { LinkedAbort, settledWithin } from '../util/abort.js'
 import { KeyedSerial } from '../util/keyed-serial.js'
 import { MAX_TIMER_MS, timerDelay } from '../util/timers.js'
 import { LeasingCache, type LeasingCounters, REVOKE } from './leasing-cache.js'
 
-/** @internal The defaults of `leasing` and `revokeBackoff` (ms), shared with `locker.kvStore()`. */
-export const KV_STORE_DEFAULTS = { leasing: true, revokeBackoff: 1_000 } as const
+/** @internal The defaults of the cache's options, shared with `locker.kvStore()`. */
+export const KV_STORE_DEFAULTS = {
+  leasing: true,
+  revokeBackoff: 1_000,
+  cacheSize: 10_000,
+  cacheIdle: 30_000,
+} as const
 
-/** Options of a standalone {@link Etcd3KvStore}; `locker.kvStore()` takes only `leasing`. */
+/** The largest `cacheSize`: far beyond any process's memory for upload metadata. */
+const MAX_CACHE_SIZE = 100_000_000
+
+/**
+ * Options of a standalone {@link Etcd3KvStore}; `locker.kvStore()` takes only `leasing`,
+ * `revokeBackoff`, `cacheSize` and `cacheIdle` (the session's options are the locker's).
+ */
 export interface KvStoreOptions
   extends Pick<LockerOptions, 'ttl' | 'prefix' | 'grantTimeout' | 'safetyMargin'> {
   /**
@@ -40,6 +53,16 @@ export interface KvStoreOptions
    * both write does not bounce between their caches.
    */
   revokeBackoff?: number
+  /**
+   * Most keys cached at once (default 10 000, whole number >= 1). Beyond it the key read least
+   * recently is given up: its leasing key is deleted and its watch cancelled.
+   */
+  cacheSize?: number
+  /**
+   * ms a cached key may stay unread before it is given up (default 30 000): the cache, its
+   * leasing keys in etcd and its watches follow the uploads in use now, not every upload ever read.
+   */
+  cacheIdle?: number
 }
 
 /** The lock key that fences writes to a KV key while this process holds that upload's lock. */
@@ -59,7 +82,16 @@ export interface SharedSession {
 
 const KV_STORE: OptionsOwner = {
   name: 'Etcd3KvStore',
-  known: ['prefix', 'ttl', 'grantTimeout', 'safetyMargin', 'leasing', 'revokeBackoff'],
+  known: [
+    'prefix',
+    'ttl',
+    'grantTimeout',
+    'safetyMargin',
+    'leasing',
+    'revokeBackoff',
+    'cacheSize',
+    'cacheIdle',
+  ],
 }
 
 // A foreign write gives up after asking this many owners in a row to release the key.
@@ -103,6 +135,8 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     const {
       leasing = KV_STORE_DEFAULTS.leasing,
       revokeBackoff = KV_STORE_DEFAULTS.revokeBackoff,
+      cacheSize = KV_STORE_DEFAULTS.cacheSize,
+      cacheIdle = KV_STORE_DEFAULTS.cacheIdle,
       ...sessionOptions
     } = given
     if (typeof leasing !== 'boolean') {
@@ -120,6 +154,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
         `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${revokeBackoff}`,
       )
     }
+    checkCacheBounds(cacheSize, cacheIdle)
     if (shared) {
       this.keeper = shared.keeper
       this.prefix = shared.prefix
@@ -142,6 +177,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
           this.serial,
           revokeBackoff,
           this.cachedOnSession,
+          { size: cacheSize, idleMs: cacheIdle },
         )
       : undefined
     // Only a cache needs the session (its leasing keys live on it); start granting it now.
@@ -153,9 +189,14 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     return this.cache?.holds(key) ?? false
   }
 
-  /** Cache hits, misses and revokes so far (all zero without leasing). */
+  /** Cache hits, misses, revokes and evictions so far (all zero without leasing). */
   get counters(): Readonly<LeasingCounters> {
-    return { ...(this.cache?.counters ?? { hits: 0, misses: 0, revokes: 0 }) }
+    return { ...(this.cache?.counters ?? { hits: 0, misses: 0, revokes: 0, evictions: 0 }) }
+  }
+
+  /** How many keys the leasing cache holds now (0 without leasing). */
+  get cachedKeys(): number {
+    return this.cache?.size ?? 0
   }
 
   /** The value of `key`, or `undefined` when there is none. */
@@ -256,15 +297,18 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     const entry = cache?.lookup(key)
     if (cache !== undefined && entry !== undefined) {
       let res: Awaited<ReturnType<typeof this.guarded>>
+      // Deleting the key gives its lease up in the same txn: nothing is left to cache.
+      const deleteLease = raw === undefined
       try {
-        res = await this.guarded(fence, leaseKey, entry.leaseKeyRevision, op)
+        res = await this.guarded(fence, leaseKey, entry.leaseKeyRevision, op, deleteLease)
       } catch (error) {
         // Outcome unknown (deadline, lost answer): etcd may hold the new value by now.
         cache.abandon(key, 'a write of it failed with its outcome unknown')
         throw error
       }
       if (res.succeeded) {
-        entry.raw = raw
+        if (deleteLease) cache.evictDeleted(key)
+        else entry.raw = raw
         return
       }
       this.throwIfFenceBroken(fence, res.fenceKv)
@@ -272,12 +316,31 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     }
 
     for (let round = 0; round < MAX_REVOKE_ROUNDS; round++) {
-      const res = await this.guarded(fence, leaseKey, 0n, op)
+      // A caching store that writes a key nobody leases leases it in the same txn.
+      const leaseTo = raw === undefined ? undefined : cache?.beginLeaseOnWrite(key)
+      let res: Awaited<ReturnType<typeof this.guarded>>
+      try {
+        res = await this.guarded(fence, leaseKey, 0n, op, false, leaseTo?.leaseId)
+      } catch (error) {
+        if (cache === undefined || leaseTo === undefined) throw error
+        if (error instanceof EtcdLeaseInvalidError) {
+          // Not applied: the session is over. Write again, without a lease.
+          cache.endLeaseOnWrite(key, leaseTo, 'not-leased')
+          leaseTo.markLost('etcd says the lease is gone')
+          continue
+        }
+        cache.endLeaseOnWrite(key, leaseTo, 'unknown')
+        throw error
+      }
+      if (cache !== undefined && leaseTo !== undefined && raw !== undefined) {
+        const leased = res.succeeded ? { revision: res.revision, raw } : 'not-leased'
+        cache.endLeaseOnWrite(key, leaseTo, leased)
+      }
       if (res.succeeded) return
       this.throwIfFenceBroken(fence, res.fenceKv)
       const leasing = res.leaseKv
       if (leasing === undefined) continue // given up between our reads: try again
-      await this.revokeAndWait(key, leaseKey, leasing, res.revision)
+      await this.revokeAndWait(key, leaseKey, leasing)
     }
     throw new Error(
       `Etcd3KvStore could not write ${quote(key)}: its cache lease was taken again ${MAX_REVOKE_ROUNDS} times`,
@@ -293,11 +356,16 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     leaseKey: string,
     leaseRevision: bigint,
     op: () => ReturnType<Namespace['put']> | ReturnType<Namespace['delete']>,
+    deleteLease = false,
+    /** A lease to put the leasing key on, in the same txn (this process becomes its owner). */
+    leaseTo?: string,
   ): Promise<{ succeeded: boolean; revision: bigint; leaseKv?: IKeyValue; fenceKv?: IKeyValue }> {
     let txn = this.client.if(leaseKey, 'Create', '==', leaseRevision.toString())
     if (fence) txn = txn.and(fence.key, 'Create', '==', fence.revision.toString())
+    const ops = deleteLease ? [op(), this.client.delete().key(leaseKey)] : [op()]
+    if (leaseTo !== undefined) ops.push(this.client.put(leaseKey).value('').lease(leaseTo))
     const res = await txn
-      .then(op())
+      .then(...ops)
       .else(this.client.get(leaseKey), this.client.get(fence?.key ?? leaseKey))
       .options(callOptions())
       .commit()
@@ -321,12 +389,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
    * the leasing key's delete: the owner deletes it, or etcd does when the owner's session expires,
    * so the wait is bounded by the owner's remaining TTL.
    */
-  private async revokeAndWait(
-    key: string,
-    leaseKey: string,
-    leasing: IKeyValue,
-    seenAt: bigint,
-  ): Promise<void> {
+  private async revokeAndWait(key: string, leaseKey: string, leasing: IKeyValue): Promise<void> {
     const own = this.keeper.live
     if (own !== undefined && leasing.lease === own.leaseId && !this.cachedOnSession(key)) {
       // Our own leftover leasing key (no cache of this process serves it): nobody else would
@@ -338,21 +401,43 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
         .commit()
       return
     }
-    const [, ttl] = await Promise.all([
-      leasing.value.toString() === REVOKE
-        ? undefined
-        : this.client
-            .if(leaseKey, 'Create', '==', leasing.create_revision)
-            .then(this.client.put(leaseKey).value(REVOKE).ignoreLease())
-            .options(callOptions())
-            .commit(),
-      this.client.leaseClient
-        .leaseTimeToLive({ ID: leasing.lease }, callOptions())
-        .then((res) => Number(res.TTL))
-        .catch(() => 1),
-    ])
-    const bound = AbortSignal.timeout(timerDelay((Math.max(ttl, 0) + 1) * 1_000))
-    await deletedOrInterrupted(this.client, leaseKey, seenAt + 1n, bound).catch(() => undefined)
+    // Watch first, from etcd's revision then (a watch from an older one would be served by
+    // etcd's catch-up loop, up to 100 ms after the owner's delete), then revoke, guarded by the
+    // leasing key's create revision: if that fails, the key went before the watch began.
+    const stop = new LinkedAbort()
+    let created!: () => void
+    const watching = new Promise<void>((resolve) => {
+      created = resolve
+    })
+    const deleted = deletedOrInterrupted(this.client, leaseKey, 'now', stop.signal, () => created())
+    deleted.catch(() => undefined)
+    try {
+      const [ttl] = await Promise.all([
+        this.client.leaseClient
+          .leaseTimeToLive({ ID: leasing.lease }, callOptions())
+          .then((res) => Number(res.TTL))
+          .catch(() => 1),
+        settledWithin(watching, CALL_TIMEOUT_MS),
+      ])
+      const still = await this.client
+        .if(leaseKey, 'Create', '==', leasing.create_revision)
+        .then(
+          ...(leasing.value.toString() === REVOKE
+            ? []
+            : [this.client.put(leaseKey).value(REVOKE).ignoreLease()]),
+        )
+        .options(callOptions())
+        .commit()
+      if (!still.succeeded) return // given up (or taken again) already: write again
+      const bound = setTimeout(
+        () => stop.abort('the owner did not answer'),
+        timerDelay((Math.max(ttl, 0) + 1) * 1_000),
+      )
+      await deleted.catch(() => undefined)
+      clearTimeout(bound)
+    } finally {
+      stop.abort('done')
+    }
   }
 }
 
@@ -432,5 +517,28 @@ function parse<T>(key: string, raw: string | undefined): T | undefined {
     return JSON.parse(raw) as T
   } catch {
     throw new Error(`Etcd3KvStore found a value that is not JSON at ${quote(key)}`)
+  }
+}
+
+function checkCacheBounds(cacheSize: unknown, cacheIdle: unknown): void {
+  if (typeof cacheSize !== 'number') {
+    throw new TypeError(
+      `Etcd3KvStore option "cacheSize" must be a number, got ${describe(cacheSize)}`,
+    )
+  }
+  if (!Number.isInteger(cacheSize) || cacheSize < 1 || cacheSize > MAX_CACHE_SIZE) {
+    throw new RangeError(
+      `Etcd3KvStore option "cacheSize" must be a whole number of keys from 1 to ${MAX_CACHE_SIZE}, got ${cacheSize}`,
+    )
+  }
+  if (typeof cacheIdle !== 'number') {
+    throw new TypeError(
+      `Etcd3KvStore option "cacheIdle" must be a number, got ${describe(cacheIdle)}`,
+    )
+  }
+  if (!(cacheIdle > 0) || cacheIdle > MAX_TIMER_MS) {
+    throw new RangeError(
+      `Etcd3KvStore option "cacheIdle" must be a number of milliseconds above 0 and at most ${MAX_TIMER_MS}, got ${cacheIdle}`,
+    )
   }
 }

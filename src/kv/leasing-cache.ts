@@ -5,6 +5,7 @@ import type { Session } from '../session/session.js'
 import type { SessionKeeper } from '../session/session-keeper.js'
 import type { KeyedSerial } from '../util/keyed-serial.js'
 import { log } from '../util/log.js'
+import { timerDelay } from '../util/timers.js'
 
 // After a lease-and-read's deadline, how much longer a late-applied txn is waited for.
 const LEFTOVER_CHECK_SLACK_MS = 1_000
@@ -19,14 +20,28 @@ export interface CacheEntry {
   /** Create revision of our leasing key: owner writes are guarded by it. */
   readonly leaseKeyRevision: bigint
   readonly session: Session
+  /** When it was last read or installed (`Date.now()`): an entry unread for the idle time goes. */
+  lastRead: number
   stopWatching(): void
 }
 
-/** Counts kept for metrics: cache hits and misses of `get`, and revokes honoured. */
+/** How many entries a cache keeps, and for how long unread. */
+export interface CacheBounds {
+  /** Most entries at once; the least recently read is given up first. */
+  readonly size: number
+  /** ms an entry may stay unread before it is given up. */
+  readonly idleMs: number
+}
+
+/**
+ * Counts kept for metrics: cache hits and misses of `get`, revokes honoured, and entries given up
+ * by the cache's bounds (`cacheSize`, `cacheIdle`).
+ */
 export interface LeasingCounters {
   hits: number
   misses: number
   revokes: number
+  evictions: number
 }
 
 /**
@@ -35,10 +50,17 @@ export interface LeasingCounters {
  * ours and the session is trusted, reads are local. A writer elsewhere puts `REVOKE` on the
  * leasing key: we stop serving at once, then delete the leasing key so its write can commit.
  * Everything cached under a session is dropped the moment that session is lost.
+ *
+ * Bounded: at most `bounds.size` entries (least recently read given up first), and an entry
+ * unread for `bounds.idleMs` is given up (leasing key deleted, watch cancelled), so memory,
+ * leasing keys and watches follow the keys in use now. One timer serves the whole cache: the
+ * map is kept in order of last read, so the first entry is always the next to go idle.
  */
 export class LeasingCache {
-  readonly counters: LeasingCounters = { hits: 0, misses: 0, revokes: 0 }
+  readonly counters: LeasingCounters = { hits: 0, misses: 0, revokes: 0, evictions: 0 }
+  /** In order of last read, least recent first. */
   private readonly entries = new Map<string, CacheEntry>()
+  private idleTimer: NodeJS.Timeout | undefined
   /** Keys whose lease-and-read txn is in flight: they may be cached a moment from now. */
   private readonly fetching = new Map<string, number>()
   /** Keys whose lease-and-read failed, with one leftover check pending. */
@@ -55,7 +77,13 @@ export class LeasingCache {
     private readonly revokeBackoff: number,
     /** Whether a cache of any store on this session serves `key` (or is leasing it now). */
     private readonly cachedOnSession: (key: string) => boolean,
+    private readonly bounds: CacheBounds,
   ) {}
+
+  /** How many keys are cached now. */
+  get size(): number {
+    return this.entries.size
+  }
 
   valueKey(key: string): string {
     return kvValuePrefix(this.prefix) + key
@@ -73,7 +101,20 @@ export class LeasingCache {
       this.drop(key, entry) // the lease goes with the session: nothing to delete
       return undefined
     }
+    entry.lastRead = Date.now()
+    // To the end: the map stays in order of last read.
+    this.entries.delete(key)
+    this.entries.set(key, entry)
     return entry
+  }
+
+  /**
+   * Gives the lease on `key` up, with no back-off, after an owner write deleted the key and its
+   * leasing key in one txn: nothing is left to delete.
+   */
+  evictDeleted(key: string): void {
+    const entry = this.entries.get(key)
+    if (entry) this.drop(key, entry)
   }
 
   /** Forgets `key` after a guarded owner write found the leasing key no longer ours. */
@@ -152,18 +193,57 @@ export class LeasingCache {
     return value
   }
 
+  /**
+   * A write of `key` by this store, which nobody leases: the session to lease the key to in the
+   * same txn (so that the next read, a PATCH after the POST that created the upload, is a hit),
+   * or `undefined` when it must not be leased now (no trusted session, or in back-off). Until
+   * {@link endLeaseOnWrite}, the key counts as being leased (see {@link holds}).
+   */
+  beginLeaseOnWrite(key: string): Session | undefined {
+    const session = this.keeper.live
+    if (session === undefined || !session.isTrusted || this.inBackoff(key)) return undefined
+    if (this.entries.has(key)) return undefined
+    this.fetching.set(key, (this.fetching.get(key) ?? 0) + 1)
+    return session
+  }
+
+  /**
+   * The write's txn answered: it leased the key at `revision` with value `raw`, or it did not
+   * (`'not-leased'`), or its outcome is unknown (`'unknown'`: treated as a lease-and-read whose
+   * answer was lost).
+   */
+  endLeaseOnWrite(
+    key: string,
+    session: Session,
+    outcome: { revision: bigint; raw: string } | 'not-leased' | 'unknown',
+  ): void {
+    this.doneFetching(key)
+    if (outcome === 'not-leased') return
+    if (outcome === 'unknown') {
+      this.releasedAt.set(key, Date.now())
+      this.checkLeftoverLater(key, session)
+      return
+    }
+    if (session.isLost) return // the leasing key went with the session
+    this.install(key, outcome.raw, outcome.revision, session)
+  }
+
   private install(key: string, raw: string | undefined, revision: bigint, session: Session): void {
     const watcher = this.client
       .watch()
       .key(this.leaseKey(key))
       .startRevision((revision + 1n).toString())
       .watcher()
+    // A watch etcd cancelled (compaction) is gone from the client: cancelling it again sends a
+    // cancel whose answer the etcd3 client cannot match, and it throws.
+    let cancelledByEtcd = false
     const entry: CacheEntry = {
       raw,
       leaseKeyRevision: revision,
       session,
+      lastRead: Date.now(),
       stopWatching: () => {
-        watcher.cancel().catch(() => undefined)
+        if (!cancelledByEtcd) watcher.cancel().catch(() => undefined)
       },
     }
     watcher.on('put', (kv) => {
@@ -173,10 +253,42 @@ export class LeasingCache {
       if (this.entries.get(key) === entry) this.drop(key, entry)
     })
     // A broken watch may have missed a REVOKE: give the key up rather than risk a stale read.
-    watcher.on('error', () => this.giveUp(key, entry, 'watch cancelled'))
+    watcher.on('error', () => {
+      cancelledByEtcd = true
+      this.giveUp(key, entry, 'watch cancelled')
+    })
     watcher.on('disconnected', () => this.giveUp(key, entry, 'watch broken'))
+    for (const [oldKey, oldEntry] of this.entries) {
+      if (this.entries.size < this.bounds.size) break
+      this.evict(oldKey, oldEntry, `more than ${this.bounds.size} keys cached (cacheSize)`)
+    }
     this.entries.set(key, entry)
     this.dropAllWhenLost(session)
+    this.armIdleTimer()
+  }
+
+  /** Gives up an entry the bounds no longer allow: like a revoke, but with no back-off. */
+  private evict(key: string, entry: CacheEntry, why: string): void {
+    this.counters.evictions++
+    this.release(key, entry, why, 'after-local-writes', false)
+  }
+
+  /** Arms the one idle timer for the entry read least recently, unless it is armed. */
+  private armIdleTimer(): void {
+    if (this.idleTimer !== undefined) return
+    const first = this.entries.values().next().value
+    if (first === undefined) return
+    const wait = timerDelay(first.lastRead + this.bounds.idleMs - Date.now())
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined
+      const now = Date.now()
+      for (const [key, entry] of this.entries) {
+        if (now - entry.lastRead < this.bounds.idleMs) break
+        this.evict(key, entry, `unread for ${this.bounds.idleMs} ms (cacheIdle)`)
+      }
+      this.armIdleTimer()
+    }, wait)
+    this.idleTimer.unref()
   }
 
   private doneFetching(key: string): void {
@@ -198,10 +310,13 @@ export class LeasingCache {
     entry: CacheEntry,
     why: string,
     when: 'after-local-writes' | 'now' = 'after-local-writes',
+    backOff = true,
   ): void {
     this.drop(key, entry)
-    this.pruneReleased()
-    this.releasedAt.set(key, Date.now())
+    if (backOff) {
+      this.pruneReleased()
+      this.releasedAt.set(key, Date.now())
+    }
     log.locker('kv %s: cache lease given up (%s)', key, why)
     const deleteLeaseKey = () => this.deleteLeaseKey(key, entry.leaseKeyRevision, entry.session)
     // By default after any local write of the key in flight: it was guarded by the lease we hold.
@@ -212,6 +327,10 @@ export class LeasingCache {
   private drop(key: string, entry: CacheEntry): void {
     this.entries.delete(key)
     entry.stopWatching()
+    if (this.entries.size === 0) {
+      clearTimeout(this.idleTimer)
+      this.idleTimer = undefined
+    }
   }
 
   private deleteLeaseKey(key: string, revision: bigint, session: Session): Promise<void> {

@@ -1,181 +1,155 @@
-import type { IKeyValue, Namespace, Watcher } from 'etcd3'
-import { kvLeasePrefix, kvValuePrefix } from '../keys.js'
+import type { IEvent, Namespace, Watcher } from 'etcd3'
 import { callOptions } from '../session/etcd-calls.js'
 import { log } from '../util/log.js'
 
-interface Holder {
-  readonly queuePrefix: string
-  readonly key: string
-  readonly revision: bigint
-  readonly onContended: () => void
+/** What a {@link ContentionWatch} tells the one who holds or retains the upload. */
+export interface ContentionListener {
+  /** Another entry joined the queue after ours: a waiter (any process, etcdctl, tusd). */
+  contended(): void
+  /** Our own key was deleted (by hand, or its lease revoked): we no longer hold the upload. */
+  keyDeleted(): void
 }
 
-// How long a PUT seen on a queue is remembered for holders that register after it was
-// delivered (a holder registers once it holds, possibly after waiting up to acquireLockTimeout).
-const REMEMBER_MS = 10 * 60_000
-// Keep the watch this long after the last holder left: holds often follow one another.
-const LINGER_MS = 10_000
-const RESTART_DELAY_MS = 200
+const MAX_READ_BACKOFF_MS = 1_000
 
 /**
- * Protocol step 4 for every holder of a locker at once: one etcd watch on the whole prefix
- * instead of one per held lock. A PUT on a held upload's queue of a key other than the holder's,
- * created after it, is a waiter (of any process, `etcdctl lock`, tusd): the holder is told once.
+ * Protocol step 4 for one held or retained upload: a watch on that upload's queue `P/<id>/`
+ * from our key's create revision + 1, on the client's shared watch stream. An instance hears of
+ * its own uploads only, so a lock cycle elsewhere in the fleet costs it nothing.
  *
- * The watch starts at the first holder's revision + 1. Every PUT it delivers is remembered per
- * queue, so a holder registering later hears waiters that queued before it registered; a holder
- * older than the watch's start, and every holder after the watch broke, reads its queue once.
+ * A PUT of another key created after ours is a waiter; a DELETE of our own key means someone
+ * removed it (a retained key must never be reused then). Either is told once, and the watch
+ * ends. When etcd cancels the watch (compaction) or its stream breaks, the queue is read once
+ * and the watch resumes from the revision of that read: never again from a compacted one.
  */
 export class ContentionWatch {
-  private readonly holders = new Map<string, Set<Holder>>()
-  private readonly newestPut = new Map<string, { revision: bigint; at: number }>()
   private watcher: Watcher | undefined
-  private from = 0n
-  private idle: NodeJS.Timeout | undefined
+  private done = false
+  /** etcd created the current watcher and it was not interrupted since. */
+  private connected = false
+  private retry: NodeJS.Timeout | undefined
 
   constructor(
     private readonly client: Namespace,
-    private readonly prefix: string,
-  ) {}
-
-  /** Calls `onContended` once when another entry joins `queuePrefix` after `revision`. */
-  register(
-    queuePrefix: string,
-    key: string,
-    revision: bigint,
-    onContended: () => void,
-  ): () => void {
-    let fired = false
-    const holder: Holder = {
-      queuePrefix,
-      key,
-      revision,
-      onContended: () => {
-        if (fired) return
-        fired = true
-        unregister()
-        onContended()
-      },
-    }
-    const unregister = () => {
-      const set = this.holders.get(queuePrefix)
-      set?.delete(holder)
-      if (set?.size === 0) this.holders.delete(queuePrefix)
-      if (this.holders.size === 0) {
-        clearTimeout(this.idle)
-        this.idle = setTimeout(() => this.holders.size === 0 && this.stop(), LINGER_MS).unref()
-      }
-    }
-    clearTimeout(this.idle)
-    const set = this.holders.get(queuePrefix) ?? new Set()
-    set.add(holder)
-    this.holders.set(queuePrefix, set)
-    this.cover(holder)
-    return unregister
+    private readonly queuePrefix: string,
+    private readonly key: string,
+    private readonly revision: bigint,
+    /** Who hears of it: changes as the key passes between a holder and retention. */
+    public listener: ContentionListener,
+  ) {
+    this.watchFrom(revision + 1n)
   }
 
-  /** Makes sure `holder` hears every PUT after its revision: from the watch, memory, or a read. */
-  private cover(holder: Holder): void {
-    if (this.watcher === undefined) {
-      this.start(holder.revision + 1n)
-      return
-    }
-    if (holder.revision + 1n < this.from) {
-      this.readQueue(holder)
-      return
-    }
-    const seen = this.newestPut.get(holder.queuePrefix)
-    if (seen !== undefined && seen.revision > holder.revision) holder.onContended()
+  /** Whether the watch has told its listener, or was stopped. */
+  get ended(): boolean {
+    return this.done
   }
 
-  private start(from: bigint): void {
-    this.from = from
+  /**
+   * Whether etcd is watching for us now: created, and not interrupted since. Only then does the
+   * absence of a `keyDeleted` mean (to within an event's delivery) that our key is still there.
+   */
+  get live(): boolean {
+    return !this.done && this.connected
+  }
+
+  /**
+   * Stops watching; nothing is told after this. Idempotent. Resolves once etcd confirmed the
+   * cancel (or there was nothing to cancel): a delete of our key after that reaches no watcher.
+   */
+  stop(): Promise<void> {
+    if (this.done) return Promise.resolve()
+    this.done = true
+    clearTimeout(this.retry)
+    const watcher = this.watcher
+    this.watcher = undefined
+    return watcher?.cancel().catch(() => undefined) ?? Promise.resolve()
+  }
+
+  private watchFrom(from: bigint): void {
+    if (this.done) return
     const watcher = this.client
       .watch()
-      .prefix(`${this.prefix}/`)
+      .prefix(this.queuePrefix)
       .startRevision(from.toString())
       .watcher()
     this.watcher = watcher
-    watcher.on('put', (kv) => this.onPut(kv))
-    // Events may have been missed: start again, and let every holder read its queue. A moment
-    // later, not inside the client's 'disconnected' emit: a watch attached while the etcd3 client
-    // is still handling its broken stream can leave it with two streams, and it then throws.
-    const restart = () => {
+    this.connected = false
+    watcher.on('connected', () => {
+      if (this.watcher === watcher) this.connected = true
+    })
+    watcher.on('data', (res) => {
+      if (this.watcher === watcher) this.onEvents(res.events)
+    })
+    const interrupted = (error: unknown, cancelled: boolean) => {
       if (this.watcher !== watcher) return
-      log.lock('contention watch interrupted; holders read their queues')
-      this.stop()
-      const holders = [...this.holders.values()].flatMap((set) => [...set])
-      setTimeout(() => {
-        for (const holder of holders) {
-          if (!this.holders.get(holder.queuePrefix)?.has(holder)) continue
-          if (this.watcher === undefined) this.start(holder.revision + 1n)
-          this.readQueue(holder)
-        }
-      }, RESTART_DELAY_MS).unref()
+      this.watcher = undefined
+      this.connected = false
+      // One etcd cancelled (compaction) is gone from the client already: cancelling it again
+      // sends a cancel whose answer the etcd3 client cannot match, and it throws.
+      if (!cancelled) watcher.cancel().catch(() => undefined)
+      log.lock('%s: contention watch interrupted (%s); reading the queue', this.queuePrefix, error)
+      this.readThenWatch(0)
     }
-    watcher.on('error', restart)
-    watcher.on('disconnected', restart)
+    // Stays attached after a cancel: an 'error' without a listener would crash the process.
+    watcher.on('error', (error) => interrupted(error, true))
+    watcher.on('disconnected', (error) => interrupted(error, false))
   }
 
-  /** Stops watching (the locker is closing). */
-  close(): void {
-    clearTimeout(this.idle)
-    this.holders.clear()
-    this.stop()
+  private onEvents(events: IEvent[]): void {
+    const told = events.find(
+      (event) =>
+        (event.type === 'Delete' && event.kv.key.toString() === this.key) ||
+        (event.type === 'Put' &&
+          event.kv.key.toString() !== this.key &&
+          BigInt(event.kv.create_revision) > this.revision),
+    )
+    if (told !== undefined) this.tell(told.type === 'Delete' ? 'keyDeleted' : 'contended')
   }
 
-  private stop(): void {
-    const watcher = this.watcher
-    this.watcher = undefined
-    this.newestPut.clear()
-    watcher?.cancel().catch(() => undefined)
+  /**
+   * One read of the queue from our revision on: our key first (else it is gone), anything after
+   * it is a waiter; otherwise watch again from the read's revision + 1. Retried, backing off,
+   * until etcd answers or the watch is stopped. Runs outside the client's 'disconnected' emit: a
+   * watch attached while the etcd3 client handles its broken stream can leave it two streams.
+   */
+  private readThenWatch(attempt: number): void {
+    const wait = attempt === 0 ? 0 : Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
+    this.retry = setTimeout(() => {
+      if (this.done) return
+      this.client
+        .getAll()
+        .prefix(this.queuePrefix)
+        .minCreateRevision(this.revision.toString())
+        .sort('Create', 'Ascend')
+        .limit(2)
+        .options(callOptions())
+        .exec()
+        .then(
+          (res) => {
+            if (this.done) return
+            const [first, next] = res.kvs
+            const ours =
+              first !== undefined &&
+              first.key.toString() === this.key &&
+              BigInt(first.create_revision) === this.revision
+            if (!ours) {
+              this.tell('keyDeleted')
+            } else if (next !== undefined) {
+              this.tell('contended')
+            } else {
+              this.watchFrom(BigInt(res.header.revision) + 1n)
+            }
+          },
+          () => this.readThenWatch(attempt + 1),
+        )
+    }, wait)
+    this.retry.unref()
   }
 
-  private onPut(kv: IKeyValue): void {
-    const key = kv.key.toString()
-    if (key.startsWith(kvValuePrefix(this.prefix)) || key.startsWith(kvLeasePrefix(this.prefix))) {
-      return
-    }
-    const queuePrefix = key.slice(0, key.lastIndexOf('/') + 1)
-    const revision = BigInt(kv.create_revision)
-    const now = Date.now()
-    const seen = this.newestPut.get(queuePrefix)
-    if (seen === undefined || seen.revision < revision)
-      this.newestPut.set(queuePrefix, { revision, at: now })
-    this.forgetOld(now)
-    for (const holder of this.holders.get(queuePrefix) ?? []) {
-      if (key !== holder.key && revision > holder.revision) holder.onContended()
-    }
-  }
-
-  private forgetOld(now: number): void {
-    if (this.newestPut.size < 10_000) return
-    for (const [queuePrefix, seen] of this.newestPut) {
-      if (now - seen.at > REMEMBER_MS && !this.holders.has(queuePrefix))
-        this.newestPut.delete(queuePrefix)
-    }
-  }
-
-  /** One read: is anything in the holder's queue created after it? Retried until it answers. */
-  private readQueue(holder: Holder, attempt = 0): void {
-    this.client
-      .getAll()
-      .prefix(holder.queuePrefix)
-      .minCreateRevision((holder.revision + 1n).toString())
-      .limit(1)
-      .options(callOptions())
-      .exec()
-      .then(
-        (res) => {
-          if (res.kvs.length > 0) holder.onContended()
-        },
-        () => {
-          if (!this.holders.get(holder.queuePrefix)?.has(holder)) return
-          setTimeout(
-            () => this.readQueue(holder, attempt + 1),
-            Math.min(1_000, 50 * 2 ** attempt),
-          ).unref()
-        },
-      )
+  private tell(what: keyof ContentionListener): void {
+    if (this.done) return
+    void this.stop()
+    this.listener[what]()
   }
 }

@@ -7,9 +7,11 @@ import type { Session } from '../session/session.js'
 import { abortable, delay, LinkedAbort, settledWithin } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
-import type { ContentionWatch } from './contention-watch.js'
+import { ContentionWatch } from './contention-watch.js'
 import type { LocalQueue } from './local-queue.js'
 import { QueueEntry } from './queue-entry.js'
+import type { Retention } from './retention.js'
+import type { WatchStream } from './watch-stream.js'
 
 /** What a lock request needs of its locker. */
 export interface LockContext {
@@ -19,8 +21,10 @@ export interface LockContext {
   readonly closing: AbortSignal
   session(): Promise<Session>
   localQueue(queuePrefix: string): LocalQueue<LockRequest>
-  /** Tells holders about waiters elsewhere (protocol step 4), for every lock of the locker. */
-  readonly contention: ContentionWatch
+  /** Keys kept after the last local unlock (protocol step 6). */
+  readonly retention: Retention
+  /** Keeps the client's watch stream open while locks are in use. */
+  readonly watchStream: WatchStream
   /** Caps this locker's etcd calls in flight (a burst queues here, not inside etcd). */
   readonly limit: InFlightLimit
   /** Drops the local queue of `queuePrefix` once it is empty. */
@@ -37,11 +41,12 @@ const RELEASE_REASONS: Record<ReleaseCause, string> = {
   'local-waiter': 'a request of this process waits',
   'remote-waiter': 'another client queued',
   'session-lost': 'the etcd session was lost',
+  'key-deleted': 'its lock key was deleted in etcd',
 }
 
 // The holder hears waiters of other processes through a watch from its own revision + 1, which
-// replays whatever it missed: starting it a little after acquiring loses nothing, and the many
-// short holds (HEAD, small PATCH) end before it would start, sparing etcd a watch each.
+// replays whatever it missed: starting it a little after acquiring loses nothing, and short holds
+// (HEAD, small PATCH) end before it would start. A key kept at unlock starts its watch then.
 const CONTENTION_WATCH_DELAY_MS = 50
 
 type State = 'idle' | 'acquiring' | 'held' | 'done'
@@ -55,7 +60,10 @@ export class LockRequest {
   private entry: QueueEntry | undefined
   private requestRelease: RequestRelease | undefined
   private releaseRequested = false
-  private stopWatching: (() => void) | undefined
+  private watch: ContentionWatch | undefined
+  private watchTimer: NodeJS.Timeout | undefined
+  /** Someone of another process queued, or our key was deleted: the key must not be kept. */
+  private contended: ReleaseCause | undefined
   private heldSince = 0
 
   constructor(
@@ -70,6 +78,7 @@ export class LockRequest {
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     if (this.state !== 'idle') throw new Error(`${this.queuePrefix}: a LockRequest is used once`)
     checkLockArguments(signal, requestRelease)
+    this.context.watchStream.touch()
     this.state = 'acquiring'
     this.requestRelease = requestRelease
     const started = Date.now()
@@ -90,10 +99,33 @@ export class LockRequest {
       this.context.emit('lockFailed', { id: this.id, error })
       throw error
     }
+    let retained = false
     try {
-      this.entry = await this.acquire(stop)
+      // take() sees the abort itself: a key it hands out is ours to hold or give back.
+      const kept = await this.context.retention.take(
+        this.queuePrefix,
+        this.contentionListener,
+        stop.signal,
+      )
+      if (stop.signal.aborted) {
+        if (kept !== undefined) {
+          this.entry = kept.entry
+          this.watch = kept.watch
+        }
+        throw stop.signal.reason
+      }
+      if (kept !== undefined) {
+        retained = true
+        this.entry = kept.entry
+        this.watch = kept.watch
+      } else {
+        // What a kept key's watch told while take() checked it is about that key, not ours.
+        this.contended = undefined
+        this.entry = await this.acquire(stop)
+      }
     } catch (error) {
       this.state = 'done'
+      void this.watch?.stop()
       log.lock('%s: gave up (%s)', this.queuePrefix, reason(error))
       await settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS)
       this.context.emit('lockFailed', { id: this.id, error })
@@ -103,37 +135,74 @@ export class LockRequest {
     }
     this.state = 'held'
     this.heldSince = Date.now()
-    this.context.emit('lockAcquired', { id: this.id, waitedMs: this.heldSince - started })
+    this.context.emit('lockAcquired', {
+      id: this.id,
+      waitedMs: this.heldSince - started,
+      retained,
+    })
     const { entry } = this
-    log.lock('%s: held by %s (rev %s)', this.queuePrefix, entry.session.leaseHex, entry.revision)
+    log.lock(
+      '%s: held by %s (rev %s)%s',
+      this.queuePrefix,
+      entry.session.leaseHex,
+      String(entry.revision),
+      retained ? ', kept from the last unlock' : '',
+    )
     entry.session.signal.addEventListener('abort', this.onSessionLost, { once: true })
     if (entry.session.isLost) this.onSessionLost()
+    if (this.contended !== undefined) this.askToRelease(this.contended)
     if (queue.size > 1) this.askToRelease('local-waiter')
-    const timer = setTimeout(() => {
-      const revision = entry.revision
-      if (this.state !== 'held' || this.releaseRequested || revision === undefined) return
-      this.stopWatching = this.context.contention.register(
-        this.queuePrefix,
-        entry.key,
-        revision,
-        () => this.askToRelease('remote-waiter'),
-      )
-    }, CONTENTION_WATCH_DELAY_MS)
-    this.stopWatching = () => clearTimeout(timer)
+    if (this.watch === undefined) {
+      this.watchTimer = setTimeout(() => {
+        const revision = entry.revision
+        if (this.state !== 'held' || revision === undefined) return
+        this.watch = new ContentionWatch(
+          this.context.client,
+          this.queuePrefix,
+          entry.key,
+          revision,
+          this.contentionListener,
+        )
+      }, CONTENTION_WATCH_DELAY_MS)
+    }
+  }
+
+  private readonly contentionListener = {
+    contended: () => {
+      this.contended = 'remote-waiter'
+      this.context.retention.noteTaken(this.queuePrefix)
+      this.askToRelease('remote-waiter')
+    },
+    keyDeleted: () => {
+      this.contended = 'key-deleted'
+      this.askToRelease('key-deleted')
+    },
   }
 
   /** Releases the lock as `Etcd3Lock.unlock()` documents; does nothing unless it holds. */
   unlock(): Promise<void> {
     if (this.state !== 'held') return Promise.resolve()
     this.state = 'done'
-    this.stopWatching?.()
-    this.entry?.session.signal.removeEventListener('abort', this.onSessionLost)
+    clearTimeout(this.watchTimer)
+    const { entry, watch } = this
+    entry?.session.signal.removeEventListener('abort', this.onSessionLost)
     log.lock('%s: unlock', this.queuePrefix)
     this.context.emit('lockReleased', { id: this.id, heldMs: Date.now() - this.heldSince })
+    const queue = this.context.localQueue(this.queuePrefix)
+    // Nobody elsewhere waits: keep the key for this process's next request (step 6).
+    if (this.contended === undefined && entry !== undefined) {
+      if (this.context.retention.offer(this.queuePrefix, entry, watch)) {
+        this.entry = undefined
+        queue.leave(this)
+        this.context.forgetQueue(this.queuePrefix)
+        return Promise.resolve()
+      }
+    }
+    void watch?.stop()
     // The delete goes on after unlock() returns: @tus/server awaits unlock() before it answers,
     // and nothing of this request needs the delete. The next request of this process for the
     // upload waits for it (local queue); others wait on its watch event, as for any holder.
-    void this.leaveQueue(this.context.localQueue(this.queuePrefix))
+    void this.leaveQueue(queue)
     return Promise.resolve()
   }
 

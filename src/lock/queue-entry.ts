@@ -2,7 +2,7 @@ import type { IKeyValue, IRangeRequest, Namespace } from 'etcd3'
 import { LockLostError } from '../errors.js'
 import { lockCallOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
 import type { Session } from '../session/session.js'
-import { abortable } from '../util/abort.js'
+import { abortable, LinkedAbort } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { deletedOrInterrupted, firstDeleted } from './watch.js'
 
@@ -24,6 +24,10 @@ export class QueueEntry {
   /** Our key and the queue's first entry, as etcd sees them (with the client's namespace). */
   private readonly keyBytes: Buffer
   private readonly firstEntry: IRangeRequest
+  /** The newest entries, ours first once created: who is before us, in the enqueue txn. */
+  private readonly newestEntries: IRangeRequest
+  /** The predecessor the enqueue txn saw, for the first wait (no read needed for it). */
+  private seenAtEnqueue: Predecessor | undefined
   private enqueued: Promise<bigint> | undefined
   private rev: bigint | undefined
 
@@ -45,6 +49,13 @@ export class QueueEntry {
       sort_target: 'Create',
       limit: 1,
     }
+    this.newestEntries = {
+      key: start,
+      range_end: prefixEnd(start),
+      sort_order: 'Descend',
+      sort_target: 'Create',
+      limit: 3, // ours, the predecessor, and whether anything is older still
+    }
   }
 
   /** Create revision of our key: our place in the queue. */
@@ -54,7 +65,9 @@ export class QueueEntry {
 
   /**
    * Protocol step 2, one txn: create our key on the session lease unless it exists, and read the
-   * queue's first entry. Safe to repeat. Resolves `true` when we hold the lock already.
+   * queue's first entry. Safe to repeat. Resolves `true` when we hold the lock already. When the
+   * txn created our key, it also read the entry just before ours: the first wait needs no read
+   * (see {@link predecessor}), so a waiter starts watching one round trip sooner.
    */
   async enqueue(): Promise<boolean> {
     const key = this.keyBytes
@@ -62,9 +75,11 @@ export class QueueEntry {
       this.client.kv.txn(
         {
           compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+          // Created: ours is the newest key, so the newest three tell whether ours is first and
+          // who is just before it. Not found: read ours and the first entry.
           success: [
             { request_put: { key, value: EMPTY, lease: this.session.leaseId } },
-            { request_range: this.firstEntry },
+            { request_range: this.newestEntries },
           ],
           failure: [{ request_range: { key } }, { request_range: this.firstEntry }],
         },
@@ -78,16 +93,35 @@ export class QueueEntry {
     this.enqueued = enqueued
     const [res, rev] = await Promise.all([txn, enqueued])
     this.rev = rev
-    const owner = res.responses[1]?.response_range?.kvs[0]
-    return owner !== undefined && createRevision(owner) === rev
+    this.seenAtEnqueue = undefined
+    const found = res.responses[1]?.response_range?.kvs ?? []
+    if (!res.succeeded) {
+      const owner = found[0]
+      return owner !== undefined && createRevision(owner) === rev
+    }
+    // [ours, the one before it, anything older]
+    const [, before, older] = found
+    if (before === undefined) return true
+    this.seenAtEnqueue = {
+      key: before.key.subarray(this.client.prefix.length).toString(),
+      revision: rev,
+      last: older === undefined,
+    }
+    return false
   }
 
   /**
    * Protocol step 3: the newest entry created before ours, or `undefined` when ours is first.
+   * The first call after an enqueue txn that created our key answers from that txn (which saw
+   * our key, just created); every later call reads etcd.
    * @throws LockLostError when our own key is gone (session expired, or deleted by hand).
    */
   async predecessor(): Promise<Predecessor | undefined> {
     const rev = this.mustHaveRevision()
+    // Right after the txn that created our key: it saw the queue as this read would.
+    const seen = this.seenAtEnqueue
+    this.seenAtEnqueue = undefined
+    if (seen !== undefined) return seen
     const res = await this.limit.run(() =>
       this.client
         .getAll()
@@ -121,22 +155,50 @@ export class QueueEntry {
     signal: AbortSignal,
   ): Promise<'first' | 'look-again'> {
     const from = predecessor.revision + 1n
-    if (!predecessor.last) {
-      await deletedOrInterrupted(this.client, predecessor.key, from, signal)
-      return 'look-again'
+    // A watch that starts at a revision etcd has passed already (the predecessor may have been
+    // deleted while ours was being set up, as when a kept key is given up at once) is served by
+    // etcd's catch-up loop, up to 100 ms later. Then read the queue once: if the predecessor is
+    // gone by then, go on at once. A watch etcd serves live needs no read.
+    const stopWatching = new LinkedAbort()
+    stopWatching.link(signal)
+    let lookedFirst!: (outcome: 'first' | 'look-again') => void
+    const looked = new Promise<'first' | 'look-again'>((resolve) => {
+      lookedFirst = resolve
+    })
+    const look = (revision: bigint) => {
+      if (revision < from) return
+      this.predecessor().then(
+        (now) => {
+          if (now === undefined) lookedFirst('first')
+          else if (now.key !== predecessor.key) lookedFirst('look-again')
+        },
+        () => {}, // our key gone, or etcd not answering: the watch tells
+      )
     }
-    // The hand-over with no read after it: the queue's deletes, in revision order, prove that
-    // our key outlived the predecessor's. Only the second in line watches the whole queue, and
-    // only for deletes, so a long queue costs no more events than a short one.
-    const deleted = await firstDeleted(
-      this.client,
-      { prefix: this.queuePrefix },
-      [this.key, predecessor.key],
-      from,
-      signal,
-    )
-    if (deleted === this.key) throw new LockLostError(this.key)
-    return deleted === predecessor.key ? 'first' : 'look-again'
+    const watched = predecessor.last
+      ? // The hand-over with no read after it: the queue's deletes, in revision order, prove
+        // that our key outlived the predecessor's. Only the second in line watches the whole
+        // queue, and only for deletes, so a long queue costs no more events than a short one.
+        firstDeleted(
+          this.client,
+          { prefix: this.queuePrefix },
+          [this.key, predecessor.key],
+          from,
+          stopWatching.signal,
+          look,
+        ).then((deleted) => {
+          if (deleted === this.key) throw new LockLostError(this.key)
+          return deleted === predecessor.key ? 'first' : 'look-again'
+        })
+      : deletedOrInterrupted(this.client, predecessor.key, from, stopWatching.signal, look).then(
+          () => 'look-again' as const,
+        )
+    try {
+      return await Promise.race([watched, looked])
+    } finally {
+      stopWatching.abort('waited')
+      watched.catch(() => undefined)
+    }
   }
 
   /**
@@ -161,6 +223,12 @@ export class QueueEntry {
         }),
       `delete ${this.key}`,
     )
+  }
+
+  /** Whether our key is in etcd now with the create revision we hold it by. */
+  async stillOurs(): Promise<boolean> {
+    const rev = this.rev
+    return rev !== undefined && (await this.currentRevision()) === rev
   }
 
   /** Create revision of our key in etcd now, `undefined` when there is none. */

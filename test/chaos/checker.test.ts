@@ -53,6 +53,34 @@ describe('chaos checker', () => {
     expect(r.figures.readsChecked).toBe(2)
   })
 
+  it('holds of one kept key (one session, one revision) follow one another by entry', () => {
+    const kept = (secondEnters: number, read: { op: string; step: number }) => [
+      at(A, 0, { k: 'attempt', op: 'a1', id: 'x' }),
+      at(A, 1, { k: 'acquired', op: 'a1', id: 'x', rev: '10', lease: 'la' }),
+      at(A, 5, { k: 'write', op: 'a1', step: 3 }),
+      at(A, 8, { k: 'written', op: 'a1', step: 3 }),
+      at(A, 20, { k: 'unlock', op: 'a1' }),
+      at(A, secondEnters - 1, { k: 'attempt', op: 'a2', id: 'x' }),
+      at(A, secondEnters, { k: 'acquired', op: 'a2', id: 'x', rev: '10', lease: 'la' }),
+      at(A, secondEnters + 1, {
+        k: 'read',
+        op: 'a2',
+        started: secondEnters + 0.5,
+        value: { ...read, rev: '10' },
+      }),
+      at(A, secondEnters + 2, { k: 'unlock', op: 'a2' }),
+    ]
+    expect(run(kept(30, { op: 'a1', step: 3 })).violations).toEqual([])
+    // The second hold must see the first one's write, and must not start before it ended.
+    expect(kinds(run(kept(30, { op: 'a1', step: 1 })))).toEqual(['stale-read'])
+    expect(kinds(run(kept(12, { op: 'a1', step: 3 })))).toEqual(['exclusion'])
+    // One revision on two sessions is two holders.
+    const twoSessions = kept(30, { op: 'a1', step: 3 }).map((e) =>
+      e.k === 'acquired' && e.op === 'a2' ? { ...e, lease: 'lb' } : e,
+    )
+    expect(kinds(run(twoSessions))).toEqual(['exclusion'])
+  })
+
   it('flags a holder entering while the earlier one still holds and writes, untold', () => {
     const r = run(
       handover(12, [

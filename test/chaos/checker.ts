@@ -2,7 +2,9 @@
  * Reads the chaos ledgers and the driver's fault log, and checks what a user relies on.
  *
  * Holders of one upload id are ordered by etcd, not by our clocks: by the create revision of
- * their lock key (etcd's FIFO queue). For two holds A before B (A's revision is lower):
+ * their lock key (etcd's FIFO queue). Holds of one key (one process, one session, one revision:
+ * a key kept between unlock and the next lock, `retainLocks`) follow one another in the order
+ * that process entered them. For two holds A before B:
  *
  * 1. Fencing. No write of A that etcd committed (acknowledged `written`) was sent after B
  *    entered. A committed fenced write proves A's key still existed when it committed, and B
@@ -238,21 +240,27 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
     list.push(hold)
     byId.set(hold.id, list)
   }
-  const writeRank = new Map<string, { rev: bigint; outcome?: string }>()
+  // A hold's place among the holds of its id: by revision, then (one kept key) by entry.
+  const rankOf = new Map<string, number>()
+  for (const list of byId.values()) {
+    list.sort((a, b) => (a.rev < b.rev ? -1 : a.rev > b.rev ? 1 : a.enter - b.enter))
+    list.forEach((hold, rank) => {
+      rankOf.set(hold.op, rank)
+    })
+  }
+  const writeOutcome = new Map<string, string | undefined>()
   for (const hold of holds.values())
-    for (const w of hold.writes)
-      writeRank.set(`${hold.op}#${w.step}`, { rev: hold.rev, outcome: w.outcome })
+    for (const w of hold.writes) writeOutcome.set(`${hold.op}#${w.step}`, w.outcome)
 
   for (const [id, list] of byId) {
-    list.sort((a, b) => (a.rev < b.rev ? -1 : a.rev > b.rev ? 1 : 0))
     for (let i = 0; i < list.length; i++) {
       const a = list[i] as Hold
       for (let j = i + 1; j < list.length; j++) {
         const b = list[j] as Hold
-        if (a.rev === b.rev) {
+        if (a.rev === b.rev && (a.pid !== b.pid || a.lease !== b.lease)) {
           violations.push({
             kind: 'exclusion',
-            detail: `${a.op} and ${b.op} hold ${id} at one revision`,
+            detail: `${a.op} and ${b.op} hold ${id} at one revision on two sessions`,
           })
           continue
         }
@@ -282,24 +290,20 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
       // 3. Reads: not older than the latest write acknowledged before the read began.
       if (a.read === undefined) continue
       figures.readsChecked++
-      let latest: { rev: bigint; step: number; op: string } | undefined
+      let latest: { rank: number; step: number; op: string } | undefined
       for (let k = 0; k < i; k++) {
         const earlier = list[k] as Hold
         for (const w of earlier.writes) {
           if (w.outcome !== 'written' || (w.acked ?? Number.POSITIVE_INFINITY) >= a.read.started)
             continue
-          if (
-            !latest ||
-            earlier.rev > latest.rev ||
-            (earlier.rev === latest.rev && w.step > latest.step)
-          )
-            latest = { rev: earlier.rev, step: w.step, op: earlier.op }
+          if (!latest || k > latest.rank || (k === latest.rank && w.step > latest.step))
+            latest = { rank: k, step: w.step, op: earlier.op }
         }
       }
       const seen = a.read.value
-      const seenRank = seen ? writeRank.get(`${seen.op}#${seen.step}`) : undefined
-      const seenRev = seen ? BigInt(seen.rev) : -1n
-      if (seen && seenRev >= a.rev) {
+      const seenOutcome = seen ? writeOutcome.get(`${seen.op}#${seen.step}`) : undefined
+      const seenRank = seen ? (rankOf.get(seen.op) ?? rankByRevision(list, BigInt(seen.rev))) : -1
+      if (seen && seenRank >= i) {
         // Only possible once A's lock had passed on: excused when A had been told so before it
         // read, or when a freeze interrupted the read itself and A was told before it returned
         // (the read then ran after the loss, on a new session). Not when A was merely frozen
@@ -314,13 +318,13 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
         }
       }
       const problem =
-        seen && seenRev >= a.rev
+        seen && seenRank >= i
           ? `a value of a later holder (${seen.op}) without being told or frozen`
-          : seenRank?.outcome === 'fenced'
+          : seenOutcome === 'fenced'
             ? `a write the fence rejected (${seen?.op} step ${seen?.step})`
             : latest &&
-                (seenRev < latest.rev ||
-                  (seenRev === latest.rev && (seen?.step ?? 0) < latest.step))
+                (seenRank < latest.rank ||
+                  (seenRank === latest.rank && (seen?.step ?? 0) < latest.step))
               ? `${seen ? `${seen.op} step ${seen.step}` : 'nothing'} although ${latest.op} step ${latest.step} was acknowledged before the read`
               : undefined
       if (problem) violations.push({ kind: 'stale-read', detail: `${id}: ${a.op} read ${problem}` })
@@ -363,4 +367,13 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
   }
   figures.violations = violations.length
   return { figures, violations }
+}
+
+/** The place of the last hold at or below `rev`: for a value whose writer has no hold entry. */
+function rankByRevision(list: Hold[], rev: bigint): number {
+  let rank = -1
+  list.forEach((hold, k) => {
+    if (hold.rev <= rev) rank = k
+  })
+  return rank
 }

@@ -1,7 +1,8 @@
 /**
  * unlock() resolves before etcd has the delete (the delete goes on in the background). What must
  * still hold: the next request of the same process for the same upload never adopts the key that
- * is being deleted, and other instances get the lock as soon as the delete lands.
+ * is being deleted, and other instances get the lock as soon as the delete lands. With
+ * `retainLocks: 0`: a kept key is not deleted at unlock (test/lock/retention.test.ts).
  */
 import { describe, expect, it } from 'vitest'
 import { newClient, newLocker, uniquePrefix, untilNoKeys, within } from '../harness/index.js'
@@ -11,7 +12,7 @@ const never = () => new AbortController().signal
 describe('unlock() does not wait for etcd', () => {
   it('lock, unlock, lock again at once, 30 times: each hold has its own, newer key', async () => {
     const prefix = uniquePrefix('relock')
-    const locker = newLocker({ prefix, ttl: 10 })
+    const locker = newLocker({ prefix, ttl: 10, retainLocks: 0 })
     const client = newClient()
     let previous = 0n
     for (let i = 0; i < 30; i++) {
@@ -31,9 +32,9 @@ describe('unlock() does not wait for etcd', () => {
 
   it('another instance waiting gets the lock once the background delete lands', async () => {
     const prefix = uniquePrefix('handover')
-    const holder = newLocker({ prefix, ttl: 10 }).newLock('u')
+    const holder = newLocker({ prefix, ttl: 10, retainLocks: 0 }).newLock('u')
     await holder.lock(never(), () => {})
-    const waiter = newLocker({ prefix, ttl: 10 }).newLock('u')
+    const waiter = newLocker({ prefix, ttl: 10, retainLocks: 0 }).newLock('u')
     const waiting = waiter.lock(never(), () => {})
     await holder.unlock()
     await within(waiting, 5_000, 'the waiter after unlock')

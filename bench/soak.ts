@@ -1,0 +1,128 @@
+/**
+ * Scenario 10: a long run on one instance, 100 000 lock cycles by 32 concurrent requests over
+ * 1 000 uploads, each reading the upload's record from the leasing cache and every 20th writing
+ * it: the heap stays flat, kept locks and cached keys stay within their bounds, and nothing is
+ * left in etcd after close().
+ */
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import { Etcd3Locker } from '../src/index.js'
+import { MAX_RETAINED_LOCKS } from '../src/lock/retention.js'
+import { type BenchContext, client, type Result } from './scenarios.js'
+import { round } from './stats.js'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+const never = () => new AbortController().signal
+const noop = () => {}
+
+const CONCURRENT = 32
+const IDS = 1_000
+// The cache keeps its default size (10 000, above the ids in use).
+const CACHE_IDLE_MS = 2_000
+
+/** A KV call retried a few times: an etcd still busy with the previous scenario may refuse one. */
+async function retried<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call()
+    } catch (error) {
+      if (attempt >= 5) throw error
+      await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)))
+    }
+  }
+}
+
+function heapAfterGc(): number {
+  gc()
+  gc()
+  return process.memoryUsage().heapUsed
+}
+
+export async function soak(ctx: BenchContext): Promise<Result[]> {
+  const cycles = ctx.quick ? 2_000 : 100_000
+  const etcd = client(ctx)
+  const locker = new Etcd3Locker(etcd, { prefix: ctx.prefix })
+  ctx.defer(() => locker.close())
+  const store = locker.kvStore<{ n: number }>({ cacheIdle: CACHE_IDLE_MS })
+  await locker.ready()
+  for (let i = 0; i < IDS; i++) await retried(() => store.set(`u${i}`, { n: 0 }))
+
+  const heaps: number[] = []
+  let worstRetained = 0
+  let worstCached = 0
+  let next = 0
+  const checkpoint = Math.max(1, Math.floor(cycles / 10))
+  const started = performance.now()
+  const worker = async (w: number) => {
+    while (next < cycles) {
+      const n = next++
+      const id = `u${(n * 7919 + w) % IDS}` // spread over the ids, revisiting each often
+      const lock = locker.newLock(id)
+      await lock.lock(never(), noop)
+      const record = await retried(() => store.get(id))
+      if (n % 20 === 0) await retried(() => store.set(id, { n: (record?.n ?? 0) + 1 }))
+      await lock.unlock()
+      worstRetained = Math.max(worstRetained, locker.retainedLocks)
+      worstCached = Math.max(worstCached, store.cachedKeys)
+      // From the second tenth on: the first one fills the cache and the kept locks.
+      if (n % checkpoint === 0 && n >= checkpoint) heaps.push(heapAfterGc())
+    }
+  }
+  await Promise.all(Array.from({ length: CONCURRENT }, (_, w) => worker(w)))
+  const seconds = (performance.now() - started) / 1e3
+  heaps.push(heapAfterGc())
+
+  // Idle: kept locks and cached keys go by themselves.
+  const idleUntil = performance.now() + 30_000
+  while ((locker.retainedLocks > 0 || store.cachedKeys > 0) && performance.now() < idleUntil) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  const leftIdle = locker.retainedLocks + store.cachedKeys
+  await locker.close()
+  const lockKeys = await etcd.getAll().prefix(`${ctx.prefix}/`).keys()
+  const left = lockKeys.filter((k) => !k.startsWith(`${ctx.prefix}/.kv/`)).length
+  const mib = (bytes: number) => round(bytes / 2 ** 20, 1)
+  const S = `soak (${cycles} cycles, ${CONCURRENT} concurrent, ${IDS} ids)`
+  return [
+    {
+      scenario: S,
+      name: 'lock cycles (with a cached get) per second',
+      unit: 'ops/s',
+      value: round(cycles / seconds, 0),
+    },
+    {
+      scenario: S,
+      name: 'heap after GC, after 10% of the cycles',
+      unit: 'bytes',
+      value: heaps[0] ?? 0,
+    },
+    { scenario: S, name: 'heap after GC, at the end', unit: 'bytes', value: heaps.at(-1) ?? 0 },
+    {
+      scenario: S,
+      name: `heap growth from 10% to the end (MiB: ${mib(heaps[0] ?? 0)} -> ${mib(heaps.at(-1) ?? 0)})`,
+      unit: 'ratio',
+      value: round((heaps.at(-1) ?? 0) / (heaps[0] ?? 1)),
+      goal: { value: 1.2, higherIsBetter: false },
+    },
+    {
+      scenario: S,
+      name: `most kept locks at once (bound ${MAX_RETAINED_LOCKS})`,
+      unit: 'count',
+      value: worstRetained,
+    },
+    {
+      scenario: S,
+      name: `most cached keys at once (cacheSize 10000)`,
+      unit: 'count',
+      value: worstCached,
+    },
+    {
+      scenario: S,
+      name: 'kept locks + cached keys left after the idle bounds',
+      unit: 'count',
+      value: leftIdle,
+    },
+    { scenario: S, name: 'lock and leasing keys left after close()', unit: 'count', value: left },
+  ]
+}

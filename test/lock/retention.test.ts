@@ -1,0 +1,268 @@
+/**
+ * Lock retention (protocol step 6): after the last local unlock the key is kept, so the next
+ * request of this process for the upload holds with no etcd call; anyone else queueing takes it
+ * within a hand-over, and nothing is left behind. Counts come from etcd's own /metrics, on a
+ * member of this file's own, so no other test's requests are counted.
+ */
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runProcess } from '../harness/child.js'
+import {
+  type EtcdCluster,
+  etcdMetric,
+  keysUnder,
+  newClient,
+  newLocker,
+  signal,
+  startEtcd,
+  uniquePrefix,
+  untilNoKeys,
+  within,
+} from '../harness/index.js'
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url))
+const never = () => new AbortController().signal
+
+// Long enough that only a waiter, not the idle timer, can be what gives a kept key up here.
+const LONG_RETAIN_MS = 60_000
+
+describe('lock retention', () => {
+  let etcd: EtcdCluster
+  let endpoint: string
+  beforeAll(async () => {
+    etcd = await startEtcd(1)
+    endpoint = etcd.endpoints[0] ?? ''
+  })
+  afterAll(() => etcd?.stop())
+
+  /** Every request etcd handled: unary calls, and watch creates and cancels on the stream. */
+  const etcdRequests = async () =>
+    (await etcdMetric(endpoint, 'grpc_server_handled_total', { grpc_type: 'unary' })) +
+    (await etcdMetric(endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' }))
+  const proposals = () => etcdMetric(endpoint, 'etcd_server_proposals_committed_total')
+
+  const cycles = async (retainLocks: number, n: number) => {
+    const locker = newLocker({ prefix: uniquePrefix('hit'), ttl: 10, retainLocks }, etcd.endpoints)
+    const hits: boolean[] = []
+    locker.on('lockAcquired', ({ retained }) => hits.push(retained))
+    const first = locker.newLock('u')
+    await first.lock(never(), () => {})
+    await first.unlock()
+    // Let the background work of the first cycle (the kept key's watch, a delete) settle.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    const requests = await etcdRequests()
+    const raft = await proposals()
+    for (let i = 0; i < n; i++) {
+      const lock = locker.newLock('u')
+      await lock.lock(never(), () => {})
+      await lock.unlock()
+    }
+    return {
+      requests: (await etcdRequests()) - requests,
+      proposals: (await proposals()) - raft,
+      hits: hits.slice(1),
+      locker,
+    }
+  }
+
+  it('the next lock of the same upload on the same instance makes no etcd request', async () => {
+    const on = await cycles(5_000, 20)
+    const off = await cycles(0, 20)
+    console.log(
+      `[figure] 20 same-id cycles: retention on ${on.requests} etcd requests, ${on.proposals} raft proposals; off ${off.requests} requests, ${off.proposals} proposals`,
+    )
+    expect(on.hits).toEqual(Array(20).fill(true))
+    expect(on.requests).toBe(0)
+    expect(on.proposals).toBe(0)
+    expect(off.hits).toEqual(Array(20).fill(false))
+    expect(off.proposals).toBeGreaterThanOrEqual(40) // enqueue and delete, each cycle
+    expect(on.locker.retainedLocks).toBe(1)
+    expect(off.locker.retainedLocks).toBe(0)
+  })
+
+  it('a waiter on another instance takes a kept lock long before retainLocks', async () => {
+    const prefix = uniquePrefix('take')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const lock = a.newLock('u')
+    await lock.lock(never(), () => {})
+    await lock.unlock()
+    expect(a.retainedLocks).toBe(1)
+    const b = newLocker({ prefix, ttl: 10 }, etcd.endpoints).newLock('u')
+    const started = performance.now()
+    await within(
+      b.lock(never(), () => {}),
+      5_000,
+      "B's lock of a key A keeps",
+    )
+    console.log(`[figure] hand-over from a kept key: ${Math.round(performance.now() - started)} ms`)
+    expect(a.retainedLocks).toBe(0)
+    await b.unlock()
+  })
+
+  it('etcdctl lock takes a kept lock long before retainLocks', async () => {
+    const prefix = uniquePrefix('take-ctl')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const lock = a.newLock('u')
+    await lock.lock(never(), () => {})
+    await lock.unlock()
+    const ctl = runProcess('etcdctl', [`--endpoints=${endpoint}`, 'lock', `${prefix}/u`], {
+      ETCDCTL_API: '3',
+    })
+    try {
+      await within(
+        ctl.waitForLine((line) => line.startsWith(`${prefix}/u/`)),
+        5_000,
+        'etcdctl holds',
+      )
+      expect(a.retainedLocks).toBe(0)
+    } finally {
+      await ctl.kill('SIGKILL')
+    }
+  })
+
+  it("the CLI's release takes a kept lock long before retainLocks", async () => {
+    const prefix = uniquePrefix('take-cli')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const lock = a.newLock('u')
+    await lock.lock(never(), () => {})
+    await lock.unlock()
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', MAIN, 'release', 'u', '--endpoints', endpoint, '--prefix', prefix],
+      { stdio: 'ignore' },
+    )
+    const code = await within(
+      new Promise<number | null>((resolve) => child.once('close', resolve)),
+      10_000,
+      'the CLI release',
+    ).finally(() => child.pid && child.exitCode === null && process.kill(child.pid, 'SIGKILL'))
+    expect(code).toBe(0)
+    expect(a.retainedLocks).toBe(0)
+    await untilNoKeys(newClient(etcd.endpoints), prefix)
+  })
+
+  it('an upload another instance took is not kept for a while: unlock deletes its key', async () => {
+    const prefix = uniquePrefix('taken')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const b = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const first = a.newLock('u')
+    await first.lock(never(), () => {})
+    await first.unlock()
+    const taken = b.newLock('u')
+    await within(
+      taken.lock(never(), () => {}),
+      5_000,
+      'B takes it',
+    )
+    const again = a.newLock('u')
+    const waiting = again.lock(never(), () => {})
+    await taken.unlock() // A waits: B saw a waiter, so B deletes instead of keeping
+    await within(waiting, 5_000, 'A gets it back')
+    await again.unlock()
+    expect(a.retainedLocks).toBe(0) // taken from A a moment ago: not kept
+    expect(b.retainedLocks).toBe(0)
+    await untilNoKeys(newClient(etcd.endpoints), prefix)
+  })
+
+  it('close() with kept locks leaves no key', async () => {
+    const prefix = uniquePrefix('close')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    for (const id of ['u1', 'u2', 'u3']) {
+      const lock = a.newLock(id)
+      await lock.lock(never(), () => {})
+      await lock.unlock()
+    }
+    const client = newClient(etcd.endpoints)
+    expect(await keysUnder(client, prefix)).toHaveLength(3)
+    expect(a.retainedLocks).toBe(3)
+    await a.close()
+    expect(a.retainedLocks).toBe(0)
+    expect(await keysUnder(client, prefix)).toHaveLength(0)
+  })
+
+  it('a lost session drops its kept locks; the next lock takes a new key on a new session', async () => {
+    const prefix = uniquePrefix('lost')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    let lease = ''
+    a.on('sessionGranted', (info) => {
+      lease = info.lease
+    })
+    const lost = signal()
+    a.on('sessionLost', () => lost.fire())
+    const lock = a.newLock('u')
+    await lock.lock(never(), () => {})
+    await lock.unlock()
+    expect(a.retainedLocks).toBe(1)
+    // An operator revokes the lease: etcd deletes the kept key with it.
+    const client = newClient(etcd.endpoints)
+    const [key] = await keysUnder(client, prefix)
+    const hex = (key ?? '').slice((key ?? '').lastIndexOf('/') + 1)
+    await client.leaseClient.leaseRevoke({ ID: BigInt(`0x${hex}`).toString() })
+    await within(lost.promise, 5_000, 'the locker hears its lease is gone')
+    expect(a.retainedLocks).toBe(0)
+    const next = a.newLock('u')
+    const hits: boolean[] = []
+    a.on('lockAcquired', ({ retained }) => hits.push(retained))
+    await next.lock(never(), () => {})
+    expect(hits).toEqual([false])
+    const keys = await keysUnder(client, prefix)
+    expect(keys).toHaveLength(1)
+    expect(keys[0]?.endsWith(hex)).toBe(false)
+    expect(lease).not.toBe(hex)
+    await next.unlock()
+  })
+
+  it('a kept key deleted by hand is never used again: another instance and we never both hold', async () => {
+    const prefix = uniquePrefix('deleted')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const lock = a.newLock('u')
+    await lock.lock(never(), () => {})
+    await lock.unlock()
+    const client = newClient(etcd.endpoints)
+    await client.delete().prefix(`${prefix}/u/`)
+    const b = newLocker({ prefix, ttl: 10 }, etcd.endpoints).newLock('u')
+    await b.lock(never(), () => {})
+    let aHolds = false
+    const again = a.newLock('u')
+    const waiting = again
+      .lock(never(), () => {})
+      .then(() => {
+        aHolds = true
+      })
+    // Blocked, not held from the deleted key: B's key is first in etcd now.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(aHolds).toBe(false)
+    await b.unlock()
+    await within(waiting, 5_000, 'A after B')
+    await again.unlock()
+  })
+
+  it('compaction under a long hold: the watch resumes once, no restart loop', async () => {
+    const prefix = uniquePrefix('compacted')
+    const a = newLocker({ prefix, ttl: 10 }, etcd.endpoints)
+    const client = newClient(etcd.endpoints)
+    const watchMessages = () =>
+      etcdMetric(endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' })
+    const lock = a.newLock('u')
+    const released = signal()
+    await lock.lock(never(), () => released.fire())
+    // Compacted past our key's revision before the holder's watch starts (50 ms into the hold).
+    await client.put(`${prefix}-other`).value('x').exec()
+    const put = await client.put(`${prefix}-other`).value('y').exec()
+    await client.kv.compact({ revision: put.header.revision, physical: true })
+    const before = await watchMessages()
+    await new Promise((resolve) => setTimeout(resolve, 2_000))
+    const watches = (await watchMessages()) - before
+    console.log(`[figure] 2 s hold under compaction: ${watches} watch messages`)
+    // One create cancelled by the compaction, one create from the current revision.
+    expect(watches).toBeLessThanOrEqual(3)
+    // And the watch works: a waiter is heard, and takes the lock.
+    const b = newLocker({ prefix, ttl: 10 }, etcd.endpoints).newLock('u')
+    const waiting = b.lock(never(), () => {})
+    await within(released.promise, 5_000, 'the holder hears the waiter')
+    await lock.unlock()
+    await within(waiting, 5_000, 'B takes the lock')
+    await b.unlock()
+  })
+})
