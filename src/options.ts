@@ -140,7 +140,8 @@ function safetyMargin(owner: OptionsOwner, value: unknown, ttl: number): number 
   return value
 }
 
-function wholeNumber(
+/** A whole number from `min` to `max`, or a TypeError/RangeError naming `owner`'s option. */
+export function wholeNumber(
   owner: OptionsOwner,
   name: string,
   value: unknown,
@@ -159,7 +160,8 @@ function wholeNumber(
   return value
 }
 
-function milliseconds(owner: OptionsOwner, name: string, value: unknown): number {
+/** ms above 0 that a timer can hold, or a TypeError/RangeError naming `owner`'s option. */
+export function milliseconds(owner: OptionsOwner, name: string, value: unknown): number {
   if (typeof value !== 'number') {
     throw new TypeError(`${owner.name} option "${name}" must be a number, got ${describe(value)}`)
   }

@@ -15,8 +15,10 @@ import { deletedOrInterrupted } from '../lock/watch.js'
 import {
   checkOptionsObject,
   type LockerOptions,
+  milliseconds,
   type OptionsOwner,
   resolveLockerOptions,
+  wholeNumber,
 } from '../options.js'
 import { accessError, CALL_TIMEOUT_MS, callOptions } from '../session/etcd-calls.js'
 import { endpointsOf, SessionKeeper } from '../session/session-keeper.js'
@@ -154,7 +156,8 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
         `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${revokeBackoff}`,
       )
     }
-    checkCacheBounds(cacheSize, cacheIdle)
+    wholeNumber(KV_STORE, 'cacheSize', cacheSize, 1, MAX_CACHE_SIZE, 'keys')
+    milliseconds(KV_STORE, 'cacheIdle', cacheIdle)
     if (shared) {
       this.keeper = shared.keeper
       this.prefix = shared.prefix
@@ -517,28 +520,5 @@ function parse<T>(key: string, raw: string | undefined): T | undefined {
     return JSON.parse(raw) as T
   } catch {
     throw new Error(`Etcd3KvStore found a value that is not JSON at ${quote(key)}`)
-  }
-}
-
-function checkCacheBounds(cacheSize: unknown, cacheIdle: unknown): void {
-  if (typeof cacheSize !== 'number') {
-    throw new TypeError(
-      `Etcd3KvStore option "cacheSize" must be a number, got ${describe(cacheSize)}`,
-    )
-  }
-  if (!Number.isInteger(cacheSize) || cacheSize < 1 || cacheSize > MAX_CACHE_SIZE) {
-    throw new RangeError(
-      `Etcd3KvStore option "cacheSize" must be a whole number of keys from 1 to ${MAX_CACHE_SIZE}, got ${cacheSize}`,
-    )
-  }
-  if (typeof cacheIdle !== 'number') {
-    throw new TypeError(
-      `Etcd3KvStore option "cacheIdle" must be a number, got ${describe(cacheIdle)}`,
-    )
-  }
-  if (!(cacheIdle > 0) || cacheIdle > MAX_TIMER_MS) {
-    throw new RangeError(
-      `Etcd3KvStore option "cacheIdle" must be a number of milliseconds above 0 and at most ${MAX_TIMER_MS}, got ${cacheIdle}`,
-    )
   }
 }
