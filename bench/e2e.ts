@@ -15,7 +15,7 @@ import { basename, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type HttpRequest, Upload } from 'tus-js-client'
 import { startDeployment, startServerProcess } from '../examples/multi-instance.js'
-import { etcdMetric } from '../test/harness/etcd-metrics.js'
+import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { percentile, round } from './stats.js'
 
@@ -58,12 +58,8 @@ const side = (name: string, endpoint: string): Side => ({
 })
 
 /** etcd's raft proposals committed, summed over the members. */
-async function proposals(ctx: BenchContext): Promise<number> {
-  const counts = await Promise.all(
-    ctx.hosts.map((host) => etcdMetric(host, 'etcd_server_proposals_committed_total')),
-  )
-  return counts.reduce((sum, n) => sum + n, 0)
-}
+const proposals = (ctx: BenchContext) =>
+  etcdMetricSum(ctx.hosts, 'etcd_server_proposals_committed_total')
 
 const requestCount = (s: Side) => [...s.requests.values()].reduce((n, list) => n + list.length, 0)
 

@@ -4,7 +4,7 @@
  * and 8 lockers cycling uploads of their own, so that nothing one instance does reaches another.
  */
 import { Etcd3Locker } from '../src/index.js'
-import { etcdMetric } from '../test/harness/etcd-metrics.js'
+import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
 
@@ -12,17 +12,11 @@ const never = () => new AbortController().signal
 const noop = () => {}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** `name` summed over every member (each counts what it did). */
-async function etcdTotal(ctx: BenchContext, name: string): Promise<number> {
-  const counts = await Promise.all(ctx.hosts.map((host) => etcdMetric(host, name)))
-  return counts.reduce((sum, n) => sum + n, 0)
-}
-
 /** The growth of metric `name` while `work` runs (and the lockers it closes are closed). */
 async function counted(ctx: BenchContext, name: string, work: () => Promise<void>) {
-  const before = await etcdTotal(ctx, name)
+  const before = await etcdMetricSum(ctx.hosts, name)
   await work()
-  return (await etcdTotal(ctx, name)) - before
+  return (await etcdMetricSum(ctx.hosts, name)) - before
 }
 
 export async function etcdCost(ctx: BenchContext): Promise<Result[]> {

@@ -7,7 +7,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { Etcd3 } from 'etcd3'
 import { Etcd3Locker } from '../src/index.js'
-import { etcdMetric } from '../test/harness/etcd-metrics.js'
+import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
 
@@ -54,12 +54,7 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   const holdSeconds = (performance.now() - holdStart) / 1e3
   // What etcd counts once every hold's contention watch (50 ms into the hold) is in place, before
   // any waiter: a waiter ends the watch of the hold it queues behind (its holder was told).
-  const etcdWatchers = async () => {
-    const counts = await Promise.all(
-      ctx.hosts.map((h) => etcdMetric(h, 'etcd_debugging_mvcc_watcher_total')),
-    )
-    return counts.reduce((sum, n) => sum + n, 0)
-  }
+  const etcdWatchers = () => etcdMetricSum(ctx.hosts, 'etcd_debugging_mvcc_watcher_total')
   const watchersBefore = await etcdWatchers()
   const watchersUntil = performance.now() + 60_000
   let inEtcd = watchersBefore

@@ -22,3 +22,9 @@ export async function etcdMetric(
   }
   return sum
 }
+
+/** {@link etcdMetric} summed over `endpoints`: each member counts what it did. */
+export async function etcdMetricSum(endpoints: string[], name: string): Promise<number> {
+  const counts = await Promise.all(endpoints.map((endpoint) => etcdMetric(endpoint, name)))
+  return counts.reduce((sum, n) => sum + n, 0)
+}
