@@ -13,11 +13,26 @@ import express from 'express'
 import { Registry } from 'prom-client'
 import { createEtcdClient, Etcd3Locker } from 'tus-etcd3-locker'
 import { registerLockerMetrics } from 'tus-etcd3-locker/metrics'
+import { LOCK_DRAIN_MS, shutDown, shutDownOnSignals } from './shutdown.js'
 
 const client = createEtcdClient({
   hosts: (process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379').split(','),
 })
-const locker = new Etcd3Locker(client, { prefix: '/tusd', ttl: 10 })
+// lockDrainTimeout: the Server's below, within the safetyMargin of ttl 10 (2.5 s).
+const locker = new Etcd3Locker(client, {
+  prefix: '/tusd',
+  ttl: 10,
+  lockDrainTimeout: LOCK_DRAIN_MS,
+})
+locker.on('sessionGranted', (s) => console.log(`etcd session ${s.lease} granted (ttl ${s.ttl}s)`))
+locker.on('lockAcquired', (e) => console.log(`lock ${e.id} acquired after ${e.waitedMs} ms`))
+locker.on('sessionLost', (s) =>
+  console.log(
+    s.closed
+      ? `etcd session ${s.lease} revoked (shutdown)`
+      : `etcd session ${s.lease} lost: ${s.reason}`,
+  ),
+)
 const configstore = locker.kvStore() // upload metadata in etcd, shared by every instance
 const registry = new Registry()
 registerLockerMetrics(locker, { registry, kvStores: [configstore] })
@@ -27,6 +42,7 @@ const tus = new Server({
   path: '/files',
   datastore: new FileStore({ directory: process.env.FILES_DIR ?? './files', configstore }),
   locker,
+  lockDrainTimeout: LOCK_DRAIN_MS, // how long a PATCH asked to release may go on
   respectForwardedHeaders: true,
 })
 
@@ -52,14 +68,7 @@ const http = app.listen(port, '127.0.0.1', () => {
   )
 })
 
-// SIGTERM (Kubernetes, docker stop) and Ctrl-C: stop taking requests, revoke the session so
-// every lock of this instance is free at once, then exit.
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    http.close()
-    void locker.close().then(() => {
-      client.close()
-      process.exit(0)
-    })
-  })
-}
+// SIGTERM (Kubernetes, docker stop) and Ctrl-C: stop taking requests, let lock holders answer,
+// revoke the session so every lock of this instance is free at once, then exit.
+const graceMs = process.env.SHUTDOWN_GRACE_MS ? Number(process.env.SHUTDOWN_GRACE_MS) : undefined
+shutDownOnSignals(() => shutDown({ http, locker, client, graceMs }), console.log)

@@ -5,7 +5,8 @@
  *
  * Environment: ETCD_ENDPOINTS (comma-separated host:port, default 127.0.0.1:2379), PORT (1080),
  * HOST (listen address, 127.0.0.1; 0.0.0.0 in a container), FILES_DIR (./files), PREFIX (/tusd),
- * INSTANCE_NAME (shown in logs and /health), LOCK_TTL (seconds, 10).
+ * INSTANCE_NAME (shown in logs and /health), LOCK_TTL (seconds, 10), SHUTDOWN_GRACE_MS (how long
+ * other requests may take on SIGTERM once the locks are given up, 15000).
  *
  * Routes: /files (tus), / (upload page), /health (200 while the etcd session is live),
  * /metrics (Prometheus). Run it twice on two ports against the same etcd and the same FILES_DIR:
@@ -19,6 +20,7 @@ import { Server } from '@tus/server'
 import { Registry } from 'prom-client'
 import { createEtcdClient, Etcd3Locker } from 'tus-etcd3-locker'
 import { registerLockerMetrics } from 'tus-etcd3-locker/metrics'
+import { LOCK_DRAIN_MS, shutDown, shutDownOnSignals } from './shutdown.js'
 import { serveUploadPage } from './upload-page.js'
 
 export interface TusInstance {
@@ -26,7 +28,10 @@ export interface TusInstance {
   readonly locker: Etcd3Locker
   /** The current etcd session (lease id in hex), once granted. */
   lease(): string | undefined
-  /** Stops accepting requests, revokes the lock session, closes the etcd client. */
+  /**
+   * Shuts down gracefully: stops accepting requests, asks lock holders to release and lets them
+   * answer, revokes the lock session, closes the etcd client.
+   */
   close(): Promise<void>
 }
 
@@ -44,6 +49,8 @@ export interface TusInstanceOptions {
   /** ms a cached upload record may stay unread (the KV store's `cacheIdle`). */
   cacheIdle?: number
   name?: string
+  /** ms other requests may take on close() once the locks are given up (default 15 000). */
+  graceMs?: number
   /** Where to print what the locks do (default: nowhere). */
   log?: (line: string) => void
 }
@@ -58,6 +65,7 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
     prefix: options.prefix ?? '/tusd',
     ttl: options.ttl ?? 10,
     retainLocks: options.retainLocks,
+    lockDrainTimeout: LOCK_DRAIN_MS, // the same as the Server's below
   })
   const kvStore = locker.kvStore({ cacheIdle: options.cacheIdle })
   const registry = new Registry()
@@ -69,7 +77,11 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
   })
   locker.on('sessionLost', (s) => {
     if (lease === s.lease) lease = undefined
-    log(`etcd session ${s.lease} ended: ${s.reason}`)
+    log(
+      s.closed
+        ? `etcd session ${s.lease} revoked (shutdown)`
+        : `etcd session ${s.lease} lost: ${s.reason}`,
+    )
   })
   locker.on('lockAcquired', (e) => log(`lock ${e.id} acquired after ${e.waitedMs} ms`))
   locker.on('releaseRequested', (e) => log(`lock ${e.id}: asked to release (${e.reason})`))
@@ -81,6 +93,9 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
     // Upload metadata in etcd, shared by every instance; files in the shared directory.
     datastore: new FileStore({ directory: options.directory, configstore: kvStore }),
     locker,
+    // How long a PATCH asked to release may go on: within the locker's safetyMargin (2.5 s at
+    // ttl 10), so it has stopped before etcd could give its lock to another instance.
+    lockDrainTimeout: LOCK_DRAIN_MS,
     respectForwardedHeaders: true,
   })
   const http: HttpServer = createServer((req, res) => {
@@ -117,14 +132,7 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
     url: `http://127.0.0.1:${port}/files`,
     locker,
     lease: () => lease,
-    close: async () => {
-      http.closeIdleConnections()
-      const closed = new Promise((resolve) => http.close(resolve))
-      await locker.close()
-      http.closeAllConnections()
-      await closed
-      client.close()
-    },
+    close: () => shutDown({ http, locker, client, graceMs: options.graceMs }),
   }
 }
 
@@ -144,6 +152,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     ttl: process.env.LOCK_TTL ? Number(process.env.LOCK_TTL) : undefined,
     retainLocks: process.env.RETAIN_LOCKS ? Number(process.env.RETAIN_LOCKS) : undefined,
     cacheIdle: process.env.CACHE_IDLE ? Number(process.env.CACHE_IDLE) : undefined,
+    graceMs: process.env.SHUTDOWN_GRACE_MS ? Number(process.env.SHUTDOWN_GRACE_MS) : undefined,
     name,
     log: (line) => console.log(`[${name}] ${line}`),
   }).catch((error: unknown) => {
@@ -151,7 +160,5 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.exit(1)
   })
   console.log(`[${name}] ready at ${instance.url} (pid ${process.pid})`)
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void instance.close().then(() => process.exit(0)))
-  }
+  shutDownOnSignals(instance.close, (line) => console.log(`[${name}] ${line}`))
 }

@@ -6,7 +6,9 @@
 
 /** Base class: an error `@tus/server` can turn into an HTTP response. */
 export class LockerError extends Error {
+  /** The HTTP status `@tus/server` answers with. */
   readonly status_code: number
+  /** The response body `@tus/server` sends: the message and a newline. */
   readonly body: string
 
   constructor(message: string, status: number, options?: ErrorOptions) {

@@ -1,28 +1,78 @@
+/** Why a holder was asked to release its lock. */
+export type ReleaseCause =
+  | 'local-waiter'
+  | 'remote-waiter'
+  | 'session-lost'
+  | 'key-deleted'
+  | 'shutdown'
+
 /**
  * What an {@link Etcd3Locker} tells its listeners (`locker.on(name, listener)`): for logs,
  * metrics and tests. Listeners run synchronously and must not throw.
  */
-/** Why a holder was asked to release its lock. */
-export type ReleaseCause = 'local-waiter' | 'remote-waiter' | 'session-lost' | 'key-deleted'
-
 export interface LockerEvents {
-  /** etcd granted a session: `lease` in hex, `ttl` the granted TTL in seconds. */
-  sessionGranted: [info: { lease: string; ttl: number }]
+  /** etcd granted a session. */
+  sessionGranted: [
+    info: {
+      /** The lease, in hex (as `etcdctl lease list` prints it). */
+      lease: string
+      /** The TTL etcd granted, in seconds (etcd may raise a small one to its minimum). */
+      ttl: number
+    },
+  ]
   /** The session ended: lease expired, etcd forgot it, or `close()` revoked it. */
-  sessionLost: [info: { lease: string; reason: string }]
-  /**
-   * A `lock()` resolved after waiting `waitedMs`; `retained` when it took the key kept from this
-   * process's last unlock of the upload (no etcd call).
-   */
-  lockAcquired: [info: { id: string; waitedMs: number; retained: boolean }]
-  /** A held lock was unlocked after `heldMs`. */
-  lockReleased: [info: { id: string; heldMs: number }]
-  /**
-   * A holder's `requestRelease` was called: `cause` says who wants the upload (another request
-   * of this process, another client's queue entry, the session was lost, or the lock's key was
-   * deleted in etcd by someone else), `reason` in words.
-   */
-  releaseRequested: [info: { id: string; cause: ReleaseCause; reason: string }]
-  /** A `lock()` rejected: `error` is what it rejected with. */
-  lockFailed: [info: { id: string; error: unknown }]
+  sessionLost: [
+    info: {
+      /** The lease, in hex. */
+      lease: string
+      /** Why, in words. */
+      reason: string
+      /** `true` when `close()` ended it: a shutdown, not a loss. */
+      closed: boolean
+    },
+  ]
+  /** A `lock()` resolved. */
+  lockAcquired: [
+    info: {
+      /** The upload id. */
+      id: string
+      /** How long `lock()` waited, in ms. */
+      waitedMs: number
+      /** It took the key kept from this process's last unlock of the upload (no etcd call). */
+      retained: boolean
+    },
+  ]
+  /** A held lock was unlocked. */
+  lockReleased: [
+    info: {
+      /** The upload id. */
+      id: string
+      /** How long it was held, in ms. */
+      heldMs: number
+    },
+  ]
+  /** A holder's `requestRelease` was called. */
+  releaseRequested: [
+    info: {
+      /** The upload id. */
+      id: string
+      /**
+       * Who wants the upload: another request of this process, another client's queue entry,
+       * the session was lost, the lock's key was deleted in etcd by someone else, or `close()`
+       * with `drain` shuts this process down.
+       */
+      cause: ReleaseCause
+      /** The same in words, naming the waiter (its lease) when there is one. */
+      reason: string
+    },
+  ]
+  /** A `lock()` rejected. */
+  lockFailed: [
+    info: {
+      /** The upload id. */
+      id: string
+      /** What `lock()` rejected with. */
+      error: unknown
+    },
+  ]
 }

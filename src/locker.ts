@@ -13,6 +13,7 @@ import { WatchStream } from './lock/watch-stream.js'
 import {
   checkOptionsObject,
   type LockerOptions,
+  millisecondsOrZero,
   type OptionsOwner,
   type ResolvedLockerOptions,
   resolveLockerOptions,
@@ -20,6 +21,20 @@ import {
 import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
 import { settledWithin } from './util/abort.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
+
+const KV_STORE_CALL: OptionsOwner = {
+  name: 'locker.kvStore()',
+  known: ['leasing', 'revokeBackoff', 'cacheSize', 'cacheIdle'],
+}
+
+/** How long {@link Etcd3Locker.health} waits for etcd's answer, in ms. */
+export const HEALTH_TIMEOUT_MS = 1_000
+
+// How long close() waits for etcd to confirm the cancel of its watches, before and after the revoke.
+const CLOSE_WATCH_WAIT_MS = 1_000
+
+// Enough to keep etcd busy; more only queues inside etcd, past the calls' deadlines.
+const MAX_CALLS_IN_FLIGHT = 128
 
 /**
  * Upload locks for `@tus/server` on etcd: pass it as the server's `locker`.
@@ -35,29 +50,24 @@ import { InFlightLimit } from './util/in-flight-limit.js'
  *
  * @example
  * ```ts
- * const client = new Etcd3({ hosts: '127.0.0.1:2379' })
+ * const client = createEtcdClient({ hosts: '127.0.0.1:2379' })
  * const locker = new Etcd3Locker(client, { ttl: 60, prefix: '/tusd' })
  * const server = new Server({ path: '/files', locker, datastore })
- * process.on('SIGTERM', () => locker.close())
+ * const http = server.listen({ port: 1080 })
+ * let stopping = false
+ * process.on('SIGTERM', async () => {
+ *   if (stopping) return // a second signal must not cut the revoke short
+ *   stopping = true
+ *   http.close() // stop accepting; let holders answer, then revoke the session
+ *   await locker.close({ drain: 4_000 })
+ *   http.closeAllConnections()
+ *   client.close()
+ *   process.exit(0)
+ * })
  * ```
  */
-const KV_STORE_CALL: OptionsOwner = {
-  name: 'locker.kvStore()',
-  known: ['leasing', 'revokeBackoff', 'cacheSize', 'cacheIdle'],
-}
-
-/** How long {@link Etcd3Locker.health} waits for etcd's answer, in ms. */
-export const HEALTH_TIMEOUT_MS = 1_000
-
-// How long close() waits for etcd to confirm the cancel of its watches, before and after the revoke.
-const CLOSE_WATCH_WAIT_MS = 1_000
-
-// Enough to keep etcd busy; more only queues inside etcd, past the calls' deadlines.
-const MAX_CALLS_IN_FLIGHT = 128
-
 export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
-  /** The options in force, validated, with defaults filled in. */
-  readonly options: Readonly<ResolvedLockerOptions>
+  private optionsInForce: Readonly<ResolvedLockerOptions>
   private readonly queues = new Map<string, LocalQueue<LockRequest>>()
   private readonly context: LockContext
   private readonly keeper: SessionKeeper
@@ -77,8 +87,9 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   ) {
     super()
     assertClient(client)
-    this.options = Object.freeze(resolveLockerOptions(options))
+    this.optionsInForce = Object.freeze(resolveLockerOptions(options))
     warnIfDefaultFaultHandling(client)
+    warnIfMarginBelowDrain(this.optionsInForce)
     this.keeper = new SessionKeeper(
       client,
       {
@@ -88,9 +99,14 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
         endpoints: endpointsOf(client),
       },
       {
-        granted: (session) =>
-          this.emit('sessionGranted', { lease: session.leaseHex, ttl: session.ttl }),
-        lost: (session, reason) => this.emit('sessionLost', { lease: session.leaseHex, reason }),
+        granted: (session) => {
+          if (session.ttl !== this.optionsInForce.ttl) {
+            this.optionsInForce = Object.freeze({ ...this.optionsInForce, ttl: session.ttl })
+          }
+          this.emit('sessionGranted', { lease: session.leaseHex, ttl: session.ttl })
+        },
+        lost: (session, reason, closed) =>
+          this.emit('sessionLost', { lease: session.leaseHex, reason, closed }),
       },
     )
     this.retention = new Retention(client, this.options.retainLocks)
@@ -185,6 +201,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
    * (`/health` in the examples).
    */
   async health(): Promise<void> {
+    // Shutting down (close() called, perhaps still draining): no new lock would be granted.
+    if (this.keeper.closing.aborted) throw this.keeper.closing.reason
     await this.ready()
     try {
       await this.client
@@ -203,16 +221,57 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /**
    * Revokes the session: every lock this process holds is free in etcd at once, every holder's
    * `requestRelease` is called, waiting `lock()` calls reject with `LockerClosedError`, and so
-   * does every later one. Idempotent; never rejects.
+   * does every later one. Idempotent (a second call returns the first one's promise); never
+   * rejects.
+   *
+   * With `drain` (ms), a graceful shutdown: new and waiting `lock()` calls are refused at once,
+   * every holder is asked to release first (`@tus/server` then ends its PATCH after its
+   * `lockDrainTimeout`, keeping what it received, and answers it), and the revoke waits until
+   * every holder has unlocked or `drain` has passed. Holders' KV writes still work meanwhile.
+   * @throws TypeError or RangeError, at once, for a bad `drain`.
    */
-  close(): Promise<void> {
+  close(options?: CloseOptions): Promise<void> {
+    const drain = drainOf(options)
     this.closed ??= (async () => {
+      if (drain > 0) await this.drain(drain)
       // Kept keys' watches first, so that the revoke's deletes reach none of them.
       await settledWithin(this.retention.close(), CLOSE_WATCH_WAIT_MS)
       await this.keeper.close()
       await settledWithin(this.watchStream.close(), CLOSE_WATCH_WAIT_MS)
     })()
     return this.closed
+  }
+
+  /**
+   * The options in force, validated, with defaults filled in. `ttl` is the TTL etcd granted once
+   * a session is granted (etcd raises a TTL below its minimum), the requested one before.
+   */
+  get options(): Readonly<ResolvedLockerOptions> {
+    return this.optionsInForce
+  }
+
+  /** Refuses new and waiting lock() calls, asks holders to release, waits for their unlocks. */
+  private async drain(ms: number): Promise<void> {
+    this.keeper.refuse()
+    const holders = () =>
+      [...this.queues.values()].filter((queue) => queue.head?.holds === true).length
+    if (holders() === 0) return
+    let timer: NodeJS.Timeout | undefined
+    let onRelease: (() => void) | undefined
+    const released = new Promise<void>((resolve) => {
+      onRelease = () => {
+        // lockReleased is emitted before the queue's head moves on: count after this tick.
+        queueMicrotask(() => {
+          if (holders() === 0) resolve()
+        })
+      }
+      this.on('lockReleased', onRelease)
+      timer = setTimeout(resolve, ms)
+    })
+    for (const queue of this.queues.values()) queue.head?.askToRelease('shutdown')
+    await released
+    clearTimeout(timer)
+    if (onRelease) this.off('lockReleased', onRelease)
   }
 
   /** How many lock keys are kept after their last unlock now (see `retainLocks`). */
@@ -239,6 +298,37 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   }
 }
 
+/** Options of {@link Etcd3Locker.close}. */
+export interface CloseOptions {
+  /**
+   * ms to let holders finish before the revoke (default 0: revoke at once). Give it more than
+   * `@tus/server`'s `lockDrainTimeout`, so a PATCH asked to stop can answer its client.
+   */
+  drain?: number
+}
+
+const CLOSE: OptionsOwner = { name: 'Etcd3Locker.close()', known: ['drain'] }
+
+function drainOf(options: CloseOptions | undefined): number {
+  const { drain } = checkOptionsObject(options, CLOSE)
+  return drain === undefined ? 0 : millisecondsOrZero(CLOSE, 'drain', drain)
+}
+
+/**
+ * A holder told its session is lost has `safetyMargin` ms before etcd can give its lock away, and
+ * `@tus/server` lets its request run `lockDrainTimeout` ms: say once per process when the first
+ * is the shorter.
+ */
+function warnIfMarginBelowDrain(options: ResolvedLockerOptions): void {
+  if (warnedMarginBelowDrain || options.safetyMargin >= options.lockDrainTimeout) return
+  warnedMarginBelowDrain = true
+  process.emitWarning(
+    `Etcd3Locker: safetyMargin ${options.safetyMargin} ms is shorter than lockDrainTimeout ${options.lockDrainTimeout} ms, so a request told its etcd session is lost may still write when another instance takes its upload. Give @tus/server's Server and the locker a lockDrainTimeout of at most ${options.safetyMargin} ms, or raise ttl (safetyMargin defaults to min(3 500, ttl x 250) ms).`,
+    { code: 'TUS_ETCD3_LOCKER_DRAIN_MARGIN' },
+  )
+}
+
+let warnedMarginBelowDrain = false
 let warnedDefaultFaultHandling = false
 
 /**

@@ -23,6 +23,7 @@ export interface LockerMetricsOptions {
 
 /** What {@link registerLockerMetrics} returns: call `stop()` to detach from the locker. */
 export interface LockerMetrics {
+  /** The registry the metrics are in. */
   readonly registry: Registry
   /** Stops listening to the locker and removes the metrics from the registry. */
   stop(): void

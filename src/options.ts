@@ -38,6 +38,14 @@ export interface LockerOptions {
    * this one's kept keys more often than it reuses them (clients spread over instances).
    */
   retainLocks?: number
+  /**
+   * The `lockDrainTimeout` given to `@tus/server`'s `Server`, in ms (default 3 000, the server's
+   * own default): how long a holder's request may go on after `requestRelease`. Give both the
+   * same value. The locker warns (`TUS_ETCD3_LOCKER_DRAIN_MARGIN`) when `safetyMargin` is shorter,
+   * since a request told its session is lost could then still write when another instance takes
+   * its upload.
+   */
+  lockDrainTimeout?: number
 }
 
 /** {@link LockerOptions} with every field set. */
@@ -45,7 +53,7 @@ export type ResolvedLockerOptions = Required<LockerOptions>
 
 /**
  * The defaults: `{ ttl: 60, prefix: '/tusd', acquireLockTimeout: 30_000, grantTimeout: 1_500,
- * safetyMargin: 3_500, retainLocks: 5_000 }` (`safetyMargin` follows a smaller `ttl`: see {@link LockerOptions}).
+ * safetyMargin: 3_500, retainLocks: 5_000, lockDrainTimeout: 3_000 }` (`safetyMargin` follows a smaller `ttl`: see {@link LockerOptions}).
  */
 export function defaultLockerOptions(): ResolvedLockerOptions {
   return {
@@ -55,6 +63,7 @@ export function defaultLockerOptions(): ResolvedLockerOptions {
     grantTimeout: 1_500,
     safetyMargin: defaultSafetyMargin(60),
     retainLocks: 5_000,
+    lockDrainTimeout: 3_000,
   }
 }
 
@@ -73,7 +82,15 @@ export interface OptionsOwner {
 
 const LOCKER: OptionsOwner = {
   name: 'Etcd3Locker',
-  known: ['ttl', 'prefix', 'acquireLockTimeout', 'grantTimeout', 'safetyMargin', 'retainLocks'],
+  known: [
+    'ttl',
+    'prefix',
+    'acquireLockTimeout',
+    'grantTimeout',
+    'safetyMargin',
+    'retainLocks',
+    'lockDrainTimeout',
+  ],
 }
 
 /**
@@ -122,6 +139,7 @@ export function resolveLockerOptions(
       ttl,
     ),
     retainLocks: millisecondsOrZero(owner, 'retainLocks', pick('retainLocks')),
+    lockDrainTimeout: milliseconds(owner, 'lockDrainTimeout', pick('lockDrainTimeout')),
   }
 }
 
@@ -173,7 +191,7 @@ export function milliseconds(owner: OptionsOwner, name: string, value: unknown):
   return value
 }
 
-function millisecondsOrZero(owner: OptionsOwner, name: string, value: unknown): number {
+export function millisecondsOrZero(owner: OptionsOwner, name: string, value: unknown): number {
   if (value === 0) return 0
   if (typeof value === 'number' && (value < 0 || Number.isNaN(value))) {
     throw new RangeError(

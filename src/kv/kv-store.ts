@@ -123,11 +123,16 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
   private readonly cache: LeasingCache | undefined
 
   /**
+   * A standalone store with its own session (`locker.kvStore()` shares the locker's instead).
    * @param client An `Etcd3` client (or a `Namespace` of one); not closed by the store.
    * @param options `prefix` (default `/tusd`), `ttl`, `grantTimeout`, `safetyMargin` as for
-   *   `Etcd3Locker`, and `leasing`.
+   *   `Etcd3Locker`; `leasing`, `revokeBackoff`, `cacheSize` and `cacheIdle` (see
+   *   {@link KvStoreOptions}).
    * @throws TypeError or RangeError naming a bad option.
    */
+  constructor(client: Namespace, options?: KvStoreOptions)
+  /** @internal On the session, prefix and locks of `locker.kvStore()`. */
+  constructor(client: Namespace, options: KvStoreOptions, shared: SharedSession)
   constructor(
     private readonly client: Namespace,
     options: KvStoreOptions = {},

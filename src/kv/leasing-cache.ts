@@ -38,9 +38,13 @@ export interface CacheBounds {
  * by the cache's bounds (`cacheSize`, `cacheIdle`).
  */
 export interface LeasingCounters {
+  /** Reads served from memory, while this process held the key's lease. */
   hits: number
+  /** Reads that went to etcd. */
   misses: number
+  /** Writes that first had to revoke another process's lease on the key. */
   revokes: number
+  /** Entries given up for `cacheSize` or `cacheIdle`. */
   evictions: number
 }
 

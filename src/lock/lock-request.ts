@@ -42,6 +42,7 @@ const RELEASE_REASONS: Record<ReleaseCause, string> = {
   'remote-waiter': 'another client queued',
   'session-lost': 'the etcd session was lost',
   'key-deleted': 'its lock key was deleted in etcd',
+  shutdown: 'this process is shutting down',
 }
 
 // The holder hears waiters of other processes through a watch from its own revision + 1, which
@@ -189,8 +190,9 @@ export class LockRequest {
     log.lock('%s: unlock', this.queuePrefix)
     this.context.emit('lockReleased', { id: this.id, heldMs: Date.now() - this.heldSince })
     const queue = this.context.localQueue(this.queuePrefix)
-    // Nobody elsewhere waits: keep the key for this process's next request (step 6).
-    if (this.contended === undefined && entry !== undefined) {
+    // Nobody elsewhere waits: keep the key for this process's next request (step 6), unless
+    // this process is shutting down.
+    if (this.contended === undefined && entry !== undefined && !this.context.closing.aborted) {
       if (this.context.retention.offer(this.queuePrefix, entry, watch)) {
         this.entry = undefined
         queue.leave(this)
@@ -204,6 +206,11 @@ export class LockRequest {
     // upload waits for it (local queue); others wait on its watch event, as for any holder.
     void this.leaveQueue(queue)
     return Promise.resolve()
+  }
+
+  /** Whether `lock()` resolved and `unlock()` has not been called yet. */
+  get holds(): boolean {
+    return this.state === 'held'
   }
 
   /** Our lock key and its create revision while this lock is held: what KV writes are fenced by. */

@@ -46,7 +46,14 @@ export class Etcd3Lock implements Lock {
   }
 
   /** Our lock key and its create revision while this lock holds: what KV writes are fenced by. */
-  heldEntry(): { key: string; revision: bigint } | undefined {
+  heldEntry():
+    | {
+        /** The lock key in etcd. */
+        key: string
+        /** Its create revision. */
+        revision: bigint
+      }
+    | undefined {
     return this.holding?.heldEntry()
   }
 }

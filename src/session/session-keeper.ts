@@ -7,7 +7,8 @@ import { Session, type SessionSettings } from './session.js'
 /** What the owner of a keeper wants to hear about its sessions. */
 export interface SessionHooks {
   granted?(session: Session): void
-  lost?(session: Session, reason: string): void
+  /** `closed`: the session ended because {@link SessionKeeper.close} revoked it. */
+  lost?(session: Session, reason: string, closed: boolean): void
 }
 
 /**
@@ -49,11 +50,14 @@ export class SessionKeeper {
     })
   }
 
-  /** The live session, granting a new one when there is none or the last one was lost. */
+  /**
+   * The live session, granting a new one when there is none or the last one was lost. While
+   * {@link refuse} drains, the live session still serves its holders (their fenced KV writes).
+   */
   session(): Promise<Session> {
-    if (this.closing.aborted) return Promise.reject(this.closing.reason)
     const live = this.live
     if (live !== undefined) return Promise.resolve(live)
+    if (this.closing.aborted) return Promise.reject(this.closing.reason)
     this.granting ??= Session.grant(this.client, this.settings)
       .then(async (session) => {
         if (this.closing.aborted) {
@@ -63,7 +67,7 @@ export class SessionKeeper {
         this.current = session
         this.hooks.granted?.(session)
         session.signal.addEventListener('abort', () => {
-          this.hooks.lost?.(session, (session.signal.reason as Error).message)
+          this.hooks.lost?.(session, (session.signal.reason as Error).message, this.closing.aborted)
         })
         return session
       })
@@ -73,11 +77,16 @@ export class SessionKeeper {
     return this.granting
   }
 
+  /** Aborts {@link closing} (new and waiting requests are refused) but keeps the session. */
+  refuse(): void {
+    if (!this.closing.aborted) this.closingController.abort(new LockerClosedError())
+  }
+
   /** Revokes the session; {@link closing} aborts first. Idempotent; never rejects. */
   close(): Promise<void> {
     this.closed ??= (async () => {
       log.locker('closing')
-      this.closingController.abort(new LockerClosedError())
+      this.refuse()
       const session = this.current ?? (await this.granting?.catch(() => undefined))
       await session?.revoke(this.settings.grantTimeout)
     })()

@@ -41,4 +41,24 @@ describe('the session of a new locker', () => {
     ).rejects.toBeInstanceOf(SessionUnavailableError)
     expect(unhandled).toEqual([])
   })
+
+  it('shows in options.ttl the TTL etcd granted, which etcd raises above a too small one', async () => {
+    const locker = new Etcd3Locker(newClient(), { prefix: uniquePrefix('ttl'), ttl: 1 })
+    deferCleanup(() => locker.close())
+    const granted = signal<{ ttl: number }>()
+    locker.on('sessionGranted', (info) => granted.fire(info))
+    const { ttl } = await within(granted.promise, 3_000, 'sessionGranted')
+    // etcd's minimum TTL is 1.5 election timeouts (1 s by default), rounded up: 2 s.
+    expect(ttl).toBeGreaterThan(1)
+    expect(locker.options.ttl).toBe(ttl)
+  })
+
+  it('says in sessionLost that close() ended the session, not a loss', async () => {
+    const locker = new Etcd3Locker(newClient(), { prefix: uniquePrefix('closed'), ttl: 10 })
+    const ended = signal<{ closed: boolean }>()
+    locker.on('sessionLost', (info) => ended.fire(info))
+    await locker.ready()
+    await locker.close()
+    expect((await within(ended.promise, 3_000, 'sessionLost')).closed).toBe(true)
+  })
 })
