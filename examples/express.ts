@@ -26,6 +26,13 @@ const locker = new Etcd3Locker(client, {
 })
 locker.on('sessionGranted', (s) => console.log(`etcd session ${s.lease} granted (ttl ${s.ttl}s)`))
 locker.on('lockAcquired', (e) => console.log(`lock ${e.id} acquired after ${e.waitedMs} ms`))
+// Without DEBUG, these two say why a request is slow: who it waits for, who wants a lock.
+locker.on('lockWaiting', (e) =>
+  console.log(
+    `lock ${e.id} still waiting after ${e.waitedMs} ms, for lease ${e.holder ?? '(this instance)'}`,
+  ),
+)
+locker.on('releaseRequested', (e) => console.log(`lock ${e.id}: asked to release (${e.reason})`))
 locker.on('sessionLost', (s) =>
   console.log(
     s.closed

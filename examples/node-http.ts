@@ -85,6 +85,10 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
   })
   locker.on('lockAcquired', (e) => log(`lock ${e.id} acquired after ${e.waitedMs} ms`))
   locker.on('releaseRequested', (e) => log(`lock ${e.id}: asked to release (${e.reason})`))
+  // Without DEBUG, these two say why a request is slow: who it waits for, who wants a lock.
+  locker.on('lockWaiting', (e) =>
+    log(`lock ${e.id} still waiting after ${e.waitedMs} ms, for ${holderOf(e.holder)}`),
+  )
   locker.on('lockReleased', (e) => log(`lock ${e.id} released after ${e.heldMs} ms`))
   await locker.ready() // fail at start-up, with a clear error, when etcd is not there
 
@@ -134,6 +138,11 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
     lease: () => lease,
     close: () => shutDown({ http, locker, client, graceMs: options.graceMs }),
   }
+}
+
+/** The holder a waiting request names: another session's lease, or this instance itself. */
+export function holderOf(lease: string | undefined): string {
+  return lease === undefined ? 'another request of this instance' : `lease ${lease}`
 }
 
 function sendJson(res: import('node:http').ServerResponse, status: number, body: unknown): void {

@@ -62,8 +62,30 @@ export interface LockerEvents {
        * with `drain` shuts this process down.
        */
       cause: ReleaseCause
-      /** The same in words, naming the waiter (its lease) when there is one. */
+      /** The same in words, naming the other client's lease when there is one. */
       reason: string
+      /**
+       * For `remote-waiter`: the other client's lease in hex (the last segment of its queue
+       * key: `etcdctl lease list` and the CLI's `sessions` show it).
+       */
+      waiter: string | undefined
+    },
+  ]
+  /**
+   * A `lock()` has waited a second and still waits (once per call): for logs that say why a
+   * request is slow.
+   */
+  lockWaiting: [
+    info: {
+      /** The upload id. */
+      id: string
+      /** How long it has waited, in ms. */
+      waitedMs: number
+      /**
+       * The lease (hex) of the etcd queue entry it waits for, often another instance's session;
+       * `undefined` while it waits behind another request of this process.
+       */
+      holder: string | undefined
     },
   ]
   /** A `lock()` rejected. */

@@ -22,6 +22,7 @@ export interface GlobalOptions {
 /** What to do: print a help text, or run a command. */
 export type Invocation =
   | { kind: 'help'; command?: Command }
+  | { kind: 'version' }
   | { kind: 'locks' | 'sessions'; options: GlobalOptions }
   | { kind: 'release'; options: GlobalOptions; id: string; timeoutMs: number }
 
@@ -34,6 +35,7 @@ const OPTIONS = {
   prefix: { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
   timeout: { type: 'string' },
 } as const
 
@@ -44,6 +46,10 @@ const OPTIONS = {
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Invocation {
   const { values, positionals } = parse(argv)
   const [name, ...rest] = positionals
+  if (values.version) {
+    if (positionals.length > 0) throw new UsageError('--version takes no command')
+    return { kind: 'version' }
+  }
   if (name === undefined) {
     if (values.help) return { kind: 'help' }
     throw new UsageError('missing command (locks, sessions or release)')

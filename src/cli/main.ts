@@ -4,6 +4,7 @@
  * Every etcd call has a deadline and the client is closed at the end, so the process always
  * exits by itself; see `usage.ts` for the commands and exit codes.
  */
+import { readFileSync } from 'node:fs'
 import type { Etcd3 } from 'etcd3'
 import { type Invocation, parseCommandLine, USAGE_HINT } from './args.js'
 import { CliError, ExitCode, UsageError } from './exit-codes.js'
@@ -23,6 +24,10 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   }
   if (invocation.kind === 'help') {
     process.stdout.write(`${usage(invocation.command)}\n`)
+    return ExitCode.ok
+  }
+  if (invocation.kind === 'version') {
+    process.stdout.write(`${PROGRAM} ${packageVersion()}\n`)
     return ExitCode.ok
   }
   const { endpoints, prefix, json } = invocation.options
@@ -50,7 +55,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 async function runCommand(
-  invocation: Exclude<Invocation, { kind: 'help' }>,
+  invocation: Exclude<Invocation, { kind: 'help' | 'version' }>,
   client: Etcd3,
   prefix: string,
 ): Promise<Output> {
@@ -67,6 +72,12 @@ async function runCommand(
         invocation.timeoutMs,
       )
   }
+}
+
+/** The package's version: package.json is two folders up from both src/cli/ and dist/cli/. */
+function packageVersion(): string {
+  const manifest = readFileSync(new URL('../../package.json', import.meta.url), 'utf8')
+  return (JSON.parse(manifest) as { version: string }).version
 }
 
 function fail(error: unknown): number {

@@ -8,7 +8,8 @@ const GLOBAL_OPTIONS = `Options:
                       (default: $ETCD_ENDPOINTS, else 127.0.0.1:2379)
   --prefix <prefix>   root of the locker's keys, as given to Etcd3Locker (default: /tusd)
   --json              print one JSON document on stdout instead of text
-  -h, --help          show this help`
+  -h, --help          show this help
+  -v, --version       print the version of tus-etcd3-locker`
 
 const EXIT_CODES = `Exit codes:
   0  done

@@ -4,8 +4,11 @@ import { log } from '../util/log.js'
 
 /** What a {@link ContentionWatch} tells the one who holds or retains the upload. */
 export interface ContentionListener {
-  /** Another entry joined the queue after ours: a waiter (any process, etcdctl, tusd). */
-  contended(): void
+  /**
+   * Another entry joined the queue after ours: a waiter (any process, etcdctl, tusd); `waiter`
+   * is the last segment of its key (its lease in hex, for lockers and etcdctl).
+   */
+  contended(waiter: string): void
   /** Our own key was deleted (by hand, or its lease revoked): we no longer hold the upload. */
   keyDeleted(): void
 }
@@ -104,7 +107,9 @@ export class ContentionWatch {
           event.kv.key.toString() !== this.key &&
           BigInt(event.kv.create_revision) > this.revision),
     )
-    if (told !== undefined) this.tell(told.type === 'Delete' ? 'keyDeleted' : 'contended')
+    if (told === undefined) return
+    if (told.type === 'Delete') this.tell('keyDeleted')
+    else this.tell('contended', told.kv.key.toString())
   }
 
   /**
@@ -136,7 +141,7 @@ export class ContentionWatch {
             if (!ours) {
               this.tell('keyDeleted')
             } else if (next !== undefined) {
-              this.tell('contended')
+              this.tell('contended', next.key.toString())
             } else {
               this.watchFrom(BigInt(res.header.revision) + 1n)
             }
@@ -147,9 +152,10 @@ export class ContentionWatch {
     this.retry.unref()
   }
 
-  private tell(what: keyof ContentionListener): void {
+  private tell(what: keyof ContentionListener, waiterKey = ''): void {
     if (this.done) return
     void this.stop()
-    this.listener[what]()
+    if (what === 'contended') this.listener.contended(waiterKey.slice(this.queuePrefix.length))
+    else this.listener.keyDeleted()
   }
 }

@@ -50,6 +50,9 @@ const RELEASE_REASONS: Record<ReleaseCause, string> = {
 // (HEAD, small PATCH) end before it would start. A key kept at unlock starts its watch then.
 const CONTENTION_WATCH_DELAY_MS = 50
 
+// A lock() still waiting after this long is reported (lockWaiting): the examples log it.
+const LONG_WAIT_MS = 1_000
+
 type State = 'idle' | 'acquiring' | 'held' | 'done'
 
 /**
@@ -65,6 +68,10 @@ export class LockRequest {
   private watchTimer: NodeJS.Timeout | undefined
   /** Someone of another process queued, or our key was deleted: the key must not be kept. */
   private contended: ReleaseCause | undefined
+  /** The last segment (lease hex) of the key of the other client that queued, if one did. */
+  private waiter: string | undefined
+  /** The last segment (lease hex) of the etcd queue entry this request waits for. */
+  private waitingFor: string | undefined
   private heldSince = 0
 
   constructor(
@@ -83,6 +90,15 @@ export class LockRequest {
     this.state = 'acquiring'
     this.requestRelease = requestRelease
     const started = Date.now()
+    const waitReport = setTimeout(() => {
+      if (this.state !== 'acquiring') return
+      this.context.emit('lockWaiting', {
+        id: this.id,
+        waitedMs: Date.now() - started,
+        holder: this.waitingFor,
+      })
+    }, LONG_WAIT_MS)
+    waitReport.unref()
     const stop = new LinkedAbort(this.context.acquireLockTimeout, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(this.context.closing)
@@ -94,6 +110,7 @@ export class LockRequest {
       await turn
     } catch (error) {
       this.state = 'done'
+      clearTimeout(waitReport)
       stop.dispose()
       this.context.forgetQueue(this.queuePrefix)
       log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
@@ -132,6 +149,7 @@ export class LockRequest {
       this.context.emit('lockFailed', { id: this.id, error })
       throw error
     } finally {
+      clearTimeout(waitReport)
       stop.dispose()
     }
     this.state = 'held'
@@ -169,8 +187,9 @@ export class LockRequest {
   }
 
   private readonly contentionListener = {
-    contended: () => {
+    contended: (waiter: string) => {
       this.contended = 'remote-waiter'
+      this.waiter = waiter
       this.context.retention.noteTaken(this.queuePrefix)
       this.askToRelease('remote-waiter')
     },
@@ -246,6 +265,7 @@ export class LockRequest {
           const predecessor = await abortable(entry.predecessor(), stop.signal)
           if (predecessor === undefined) return ours()
           log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
+          this.waitingFor = predecessor.key.slice(this.queuePrefix.length)
           if ((await entry.waitForTurn(predecessor, stop.signal)) === 'first') return ours()
         }
       } catch (error) {
@@ -284,9 +304,10 @@ export class LockRequest {
   askToRelease(cause: ReleaseCause): void {
     if (this.state !== 'held' || this.releaseRequested) return
     this.releaseRequested = true
-    const why = RELEASE_REASONS[cause]
+    const waiter = cause === 'remote-waiter' ? this.waiter : undefined
+    const why = RELEASE_REASONS[cause] + (waiter ? ` (lease ${waiter})` : '')
     log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
-    this.context.emit('releaseRequested', { id: this.id, cause, reason: why })
+    this.context.emit('releaseRequested', { id: this.id, cause, reason: why, waiter })
     try {
       Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
         log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))

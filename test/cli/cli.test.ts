@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
@@ -249,6 +250,17 @@ describe('tus-etcd3-locker CLI', () => {
       expect(run.stderr).toMatch(/^tus-etcd3-locker: [^\n]+\(see tus-etcd3-locker --help\)\n$/)
       expect(run.stderr).toContain(messages[i])
     })
+  })
+
+  it('--version and -v print the package version and exit 0, without etcd', async () => {
+    const { version } = JSON.parse(
+      readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
+    ) as { version: string }
+    for (const flag of ['--version', '-v']) {
+      const run = await cli([flag, '--endpoints', '127.0.0.1:1'])
+      expect(run.code, run.stderr).toBe(0)
+      expect(run.stdout).toBe(`tus-etcd3-locker ${version}\n`)
+    }
   })
 
   it('an unreachable or silent etcd exits 1 with one clear line, within a bound', async () => {

@@ -1,0 +1,44 @@
+/**
+ * Why a request waits, without DEBUG: a lock() still waiting after a second says which lease it
+ * waits for (lockWaiting), and a holder asked to release hears whose lease asked.
+ */
+import { describe, expect, it } from 'vitest'
+import { newLocker, signal, uniquePrefix, within } from '../harness/index.js'
+
+const never = new AbortController().signal
+
+describe('a lock() that waits', () => {
+  it('is reported once after 1 s, naming the holder lease; the holder hears the waiter lease', async () => {
+    const prefix = uniquePrefix('wait-report')
+    const holder = newLocker({ prefix })
+    const waiter = newLocker({ prefix })
+    const holderLease = signal<string>()
+    holder.on('sessionGranted', ({ lease }) => holderLease.fire(lease))
+    const waiterLease = signal<string>()
+    waiter.on('sessionGranted', ({ lease }) => waiterLease.fire(lease))
+    const asked = signal<{ cause: string; reason: string; waiter: string | undefined }>()
+    holder.on('releaseRequested', (info) => asked.fire(info))
+    const reports: Array<{ id: string; waitedMs: number; holder: string | undefined }> = []
+    const reported = signal()
+    waiter.on('lockWaiting', (info) => {
+      reports.push(info)
+      reported.fire()
+    })
+
+    const held = holder.newLock('u1')
+    await held.lock(never, () => {}) // lets go only when the test says
+    const waiting = waiter.newLock('u1').lock(never, () => {})
+    const request = await within(asked.promise, 3_000, 'requestRelease on the holder')
+    expect(request.cause).toBe('remote-waiter')
+    expect(request.waiter).toBe(await waiterLease.promise)
+    expect(request.reason).toContain(`lease ${request.waiter}`)
+
+    await within(reported.promise, 3_000, 'lockWaiting')
+    expect(reports[0]?.id).toBe('u1')
+    expect(reports[0]?.holder).toBe(await holderLease.promise)
+    expect(reports[0]?.waitedMs).toBeGreaterThanOrEqual(1_000)
+    await held.unlock()
+    await within(waiting, 3_000, 'the waiter holds')
+    expect(reports).toHaveLength(1)
+  })
+})
