@@ -25,6 +25,11 @@ export interface DeploymentOptions {
   retainLocks?: number
   /** Throttle upload bodies at the proxy (demos and tests), bytes per second. */
   uploadBytesPerSecond?: number
+  /**
+   * Start an instance that died (`kill -9 <pid>`) again after this many ms, on its port
+   * (default: never). Either way the death is logged.
+   */
+  restartAfterMs?: number
   /** Where the instances' and the proxy's lines go (default: console.log). */
   log?: (line: string) => void
 }
@@ -65,17 +70,54 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
   try {
     proxy = await startRoundRobin(
       instances.map((i) => i.origin),
-      { port: options.port, uploadBytesPerSecond: options.uploadBytesPerSecond },
+      {
+        port: options.port,
+        uploadBytesPerSecond: options.uploadBytesPerSecond,
+        names: instances.map((i) => i.name),
+        log,
+      },
     )
   } catch (error) {
     await Promise.all(instances.map((i) => i.kill('SIGTERM')))
     throw error
   }
   log(`[proxy] round-robin over ${instances.map((i) => `${i.name} ${i.origin}`).join(', ')}`)
+  let closing = false
+  let restartTimer: NodeJS.Timeout | undefined
+  // An instance that dies is said so; with restartAfterMs it comes back on its port.
+  const watch = (index: number) => {
+    const instance = instances[index] as InstanceProcess
+    void instance.exited.then((how) => {
+      if (closing) return
+      const ttl = options.ttl ?? 10
+      const again = options.restartAfterMs
+      log(
+        `[deployment] ${instance.name} (pid ${instance.pid}) died (${how}): the proxy leaves it out, and the uploads it held resume on another instance once its etcd session expires (within ${ttl} s)${again ? `; starting it again in ${again / 1_000} s` : ''}`,
+      )
+      if (!again) return
+      restartTimer = setTimeout(() => {
+        if (closing) return
+        const port = Number(new URL(instance.origin).port)
+        startInstance(instance.name, options, log, port).then(
+          (started) => {
+            if (closing) return void started.kill('SIGTERM')
+            instances[index] = started
+            log(`[deployment] ${started.name} is back (pid ${started.pid})`)
+            watch(index)
+          },
+          (error: unknown) =>
+            log(`[deployment] ${instance.name} did not come back: ${(error as Error).message}`),
+        )
+      }, again)
+    })
+  }
+  for (let index = 0; index < instances.length; index++) watch(index)
   return {
     url: proxy.url,
     instances,
     close: async () => {
+      closing = true
+      clearTimeout(restartTimer)
       await Promise.all(instances.map((i) => i.kill('SIGTERM')))
       await proxy.close()
     },
@@ -86,11 +128,12 @@ async function startInstance(
   name: string,
   options: DeploymentOptions,
   log: (line: string) => void,
+  port = 0,
 ): Promise<InstanceProcess> {
   const server = await startServerProcess(name, instanceScript, [], log, {
     ETCD_ENDPOINTS: options.endpoints.join(','),
     FILES_DIR: options.directory,
-    PORT: '0',
+    PORT: String(port),
     HOST: '127.0.0.1',
     PREFIX: options.prefix ?? '/tusd',
     LOCK_TTL: String(options.ttl ?? 10),
@@ -118,6 +161,8 @@ export interface ServerProcess {
   readonly origin: string
   /** Sends `signal` to the pid (SIGKILL 10 s later if still running); resolves once it exited. */
   kill(signal?: NodeJS.Signals): Promise<void>
+  /** Resolves once the process has exited, with its exit code or signal. */
+  readonly exited: Promise<string>
 }
 
 /**
@@ -137,7 +182,9 @@ export async function startServerProcess(
     env: { ...process.env, ...env },
   })
   const running = () => child.exitCode === null && child.signalCode === null
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const exited = new Promise<string>((resolve) =>
+    child.once('exit', (code, signal) => resolve(signal ?? `exit code ${code}`)),
+  )
   // A crash of this process must not leave servers running.
   const killOnExit = () =>
     child.pid !== undefined && running() && process.kill(child.pid, 'SIGKILL')
@@ -168,6 +215,7 @@ export async function startServerProcess(
     name,
     pid,
     origin,
+    exited,
     kill: async (signal = 'SIGKILL') => {
       if (running()) process.kill(pid, signal)
       // A graceful stop gets 10 s (lock drain + revoke); then it is killed.

@@ -9,8 +9,10 @@
  * other requests may take on SIGTERM once the locks are given up, 15000).
  *
  * Routes: /files (tus), / (upload page), /health (200 while the etcd session is live),
- * /metrics (Prometheus). Run it twice on two ports against the same etcd and the same FILES_DIR:
- * both instances serve the same uploads and never write one upload at the same time.
+ * /metrics (Prometheus), /locks (the upload ids this instance holds a lock on now, for the demo).
+ * Every answer names the instance in an `X-Tus-Instance` header. Run it twice on two ports
+ * against the same etcd and the same FILES_DIR: both instances serve the same uploads and never
+ * write one upload at the same time.
  */
 import { createServer, type Server as HttpServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -83,13 +85,21 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
         : `etcd session ${s.lease} lost: ${s.reason}`,
     )
   })
-  locker.on('lockAcquired', (e) => log(`lock ${e.id} acquired after ${e.waitedMs} ms`))
+  // The uploads this instance holds now, for /locks (the demo page shows who writes what).
+  const held = new Set<string>()
+  locker.on('lockAcquired', (e) => {
+    held.add(e.id)
+    log(`lock ${e.id} acquired after ${e.waitedMs} ms`)
+  })
   locker.on('releaseRequested', (e) => log(`lock ${e.id}: asked to release (${e.reason})`))
   // Without DEBUG, these two say why a request is slow: who it waits for, who wants a lock.
   locker.on('lockWaiting', (e) =>
     log(`lock ${e.id} still waiting after ${e.waitedMs} ms, for ${holderOf(e.holder)}`),
   )
-  locker.on('lockReleased', (e) => log(`lock ${e.id} released after ${e.heldMs} ms`))
+  locker.on('lockReleased', (e) => {
+    held.delete(e.id)
+    log(`lock ${e.id} released after ${e.heldMs} ms`)
+  })
   await locker.ready() // fail at start-up, with a clear error, when etcd is not there
 
   const tus = new Server({
@@ -104,7 +114,12 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
   })
   const http: HttpServer = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/'
+    // Which instance answered, for the demo page's log and for curl -i.
+    res.setHeader('x-tus-instance', `${name} pid ${process.pid}`)
     if (path === '/files' || path.startsWith('/files/')) return void tus.handle(req, res)
+    if (path === '/locks') {
+      return void sendJson(res, 200, { instance: name, pid: process.pid, held: [...held] })
+    }
     if (path === '/health') {
       // 200 only when a lock could be taken now: session live and etcd answering with a leader.
       return void locker.health().then(

@@ -4,8 +4,10 @@
  *
  * An instance that refuses connections is skipped for a few seconds, so a client's retry reaches
  * a live one; requests already inside a dying instance fail and the tus client resumes them.
+ * `GET /holders` asks every instance's `/locks` and answers which instance (name and pid) holds
+ * each upload now: the demo page shows it.
  */
-import { createServer, request, type Server } from 'node:http'
+import { createServer, request, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Transform, type TransformCallback } from 'node:stream'
 
@@ -19,6 +21,10 @@ export interface RoundRobinOptions {
   port?: number
   /** Limit each request body to this many bytes per second (for demos and tests). */
   uploadBytesPerSecond?: number
+  /** The targets' names for `log` (default: their origins). */
+  names?: string[]
+  /** Where to say that a target stopped or started answering (default: nowhere). */
+  log?: (line: string) => void
 }
 
 /** How long an instance that refused a connection is left out of the rotation. */
@@ -30,6 +36,8 @@ export async function startRoundRobin(
 ): Promise<RoundRobin> {
   let next = 0
   const downUntil = new Map<string, number>()
+  const log = options.log ?? (() => {})
+  const nameOf = (target: string) => options.names?.[targets.indexOf(target)] ?? target
   const pick = (): string => {
     for (let i = 0; i < targets.length; i++) {
       const target = targets[next++ % targets.length] ?? ''
@@ -38,6 +46,7 @@ export async function startRoundRobin(
     return targets[next++ % targets.length] ?? ''
   }
   const server: Server = createServer((req, res) => {
+    if (req.method === 'GET' && req.url === '/holders') return void holders(targets, res)
     const target = pick()
     const url = new URL(target)
     const upstream = request(
@@ -53,6 +62,8 @@ export async function startRoundRobin(
         },
       },
       (answer) => {
+        if (downUntil.delete(target))
+          log(`[proxy] ${nameOf(target)} answers again: back in the rotation`)
         res.writeHead(answer.statusCode ?? 502, answer.headers)
         answer.pipe(res)
         // An instance that dies mid-answer: end the client's connection too, so it retries.
@@ -65,7 +76,12 @@ export async function startRoundRobin(
       if (!res.writableFinished) upstream.destroy()
     })
     upstream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ECONNREFUSED') downUntil.set(target, Date.now() + DOWN_FOR_MS)
+      if (error.code === 'ECONNREFUSED') {
+        if (!downUntil.has(target)) {
+          log(`[proxy] ${nameOf(target)} refuses connections: left out of the rotation`)
+        }
+        downUntil.set(target, Date.now() + DOWN_FOR_MS)
+      }
       // Close the client's connection too: a browser still sending the body would otherwise
       // wait for it, instead of seeing the failure and resuming through another instance.
       if (res.headersSent) return void res.destroy()
@@ -87,6 +103,24 @@ export async function startRoundRobin(
       await new Promise((resolve) => server.close(resolve))
     },
   }
+}
+
+/** Answers `{ "<upload id>": { instance, pid } }` from every live target's `/locks`. */
+async function holders(targets: string[], res: ServerResponse): Promise<void> {
+  const answers = await Promise.all(
+    targets.map((target) =>
+      fetch(`${target}/locks`, { signal: AbortSignal.timeout(1_000) })
+        .then((r) => r.json() as Promise<{ instance: string; pid: number; held: string[] }>)
+        .catch(() => undefined),
+    ),
+  )
+  const byId: Record<string, { instance: string; pid: number }> = {}
+  for (const answer of answers) {
+    for (const id of answer?.held ?? [])
+      byId[id] = { instance: answer?.instance ?? '', pid: answer?.pid ?? 0 }
+  }
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
+  res.end(JSON.stringify(byId))
 }
 
 /** Passes bytes on at most `bytesPerSecond`, in slices of 1/20 s. */

@@ -18,18 +18,18 @@
  * machines against the same etcd and bucket: every instance serves every upload, none writes one
  * upload while another does, and none answers from a stale copy of an upload's metadata.
  *
- * SIGTERM or Ctrl-C: no new connection is accepted (a request on a kept-alive one gets 503, which
- * a tus client retries, through the load balancer, on another instance), requests in flight may
- * finish for up to SHUTDOWN_GRACE_MS, then the etcd session is revoked (every lock of this
- * instance is free at once) and the process exits.
+ * SIGTERM or Ctrl-C: a graceful shutdown (examples/shutdown.ts): no new connection is accepted,
+ * each PATCH in flight is asked to stop and answered with what it received (the tus client
+ * resumes it on another instance), other requests may finish for up to SHUTDOWN_GRACE_MS, then the
+ * etcd session is revoked (every lock of this instance is free at once) and the process exits.
  */
 import { createServer, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { pathToFileURL } from 'node:url'
 import { type MetadataValue, S3Store } from '@tus/s3-store'
 import { Server } from '@tus/server'
 import { createEtcdClient, Etcd3Locker } from 'tus-etcd3-locker'
+import { LOCK_DRAIN_MS, shutDown, shutDownOnSignals } from './shutdown.js'
 
 export interface S3TusOptions {
   endpoints: string[]
@@ -57,9 +57,9 @@ export interface S3TusInstance {
   readonly url: string
   readonly locker: Etcd3Locker
   /**
-   * Stops the instance: accepts no new connection (a request on a kept-alive one gets 503), lets
-   * the requests in flight finish for up to `graceMs`, closes the rest, revokes the etcd session
-   * and closes the etcd client.
+   * Shuts down gracefully: accepts no new connection, asks lock holders to release and lets them
+   * answer, lets other requests finish for up to `graceMs` (default 15 000), revokes the etcd
+   * session and closes the etcd client.
    */
   close(graceMs?: number): Promise<void>
 }
@@ -86,9 +86,16 @@ export async function startS3TusInstance(options: S3TusOptions): Promise<S3TusIn
   const locker = new Etcd3Locker(client, {
     prefix: options.prefix ?? '/tusd',
     ttl: options.ttl ?? 10,
+    lockDrainTimeout: LOCK_DRAIN_MS, // the same as the Server's below
   })
   locker.on('sessionGranted', (s) => log(`etcd session ${s.lease} granted (ttl ${s.ttl}s)`))
-  locker.on('sessionLost', (s) => log(`etcd session ${s.lease} ended: ${s.reason}`))
+  locker.on('sessionLost', (s) =>
+    log(
+      s.closed
+        ? `etcd session ${s.lease} revoked (shutdown)`
+        : `etcd session ${s.lease} lost: ${s.reason}`,
+    ),
+  )
   locker.on('lockAcquired', (e) => log(`lock ${e.id} acquired after ${e.waitedMs} ms`))
   locker.on('releaseRequested', (e) => log(`lock ${e.id}: asked to release (${e.reason})`))
   await locker.ready() // fail at start-up, with a clear error, when etcd is not there
@@ -110,22 +117,13 @@ export async function startS3TusInstance(options: S3TusOptions): Promise<S3TusIn
       cache: locker.kvStore<MetadataValue>(),
     }),
     locker,
+    // How long a PATCH asked to release may go on: within the locker's safetyMargin (2.5 s at
+    // ttl 10), so it has stopped before etcd could give its lock to another instance.
+    lockDrainTimeout: LOCK_DRAIN_MS,
     respectForwardedHeaders: true,
   })
 
-  let stopping = false
-  let inFlight = 0
-  let drained: (() => void) | undefined
   const http: HttpServer = createServer((req, res) => {
-    if (stopping) {
-      res.writeHead(503, { connection: 'close', 'retry-after': '1' }).end()
-      return
-    }
-    inFlight++
-    res.once('close', () => {
-      inFlight--
-      if (inFlight === 0) drained?.()
-    })
     const path = (req.url ?? '/').split('?')[0] ?? '/'
     if (path === '/files' || path.startsWith('/files/')) return void tus.handle(req, res)
     if (path === '/health') {
@@ -145,29 +143,7 @@ export async function startS3TusInstance(options: S3TusOptions): Promise<S3TusIn
   return {
     url: `http://127.0.0.1:${port}/files`,
     locker,
-    close: async (graceMs = 0) => {
-      stopping = true
-      const closed = new Promise((resolve) => http.close(resolve)) // no new connections
-      http.closeIdleConnections()
-      if (inFlight > 0) {
-        log(`shutting down: waiting up to ${graceMs} ms for ${inFlight} request(s) in flight`)
-        const grace = new AbortController()
-        const finished = new Promise<boolean>((resolve) => {
-          drained = () => resolve(true)
-        })
-        const inTime = await Promise.race([
-          finished,
-          sleep(graceMs, false, { signal: grace.signal }).catch(() => false),
-        ])
-        grace.abort()
-        log(inTime ? 'requests in flight finished' : `cutting ${inFlight} request(s) off`)
-      }
-      http.closeAllConnections()
-      await closed
-      await locker.close() // revokes the session: every lock of this instance is free at once
-      client.close() // the client is ours; the locker never closes it
-      log('session revoked, etcd client closed')
-    },
+    close: (graceMs) => shutDown({ http, locker, client, graceMs }),
   }
 }
 
@@ -203,8 +179,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.exit(1)
   })
   log(`ready at ${instance.url} (pid ${process.pid})`)
-  const graceMs = Number(env.SHUTDOWN_GRACE_MS ?? 15_000)
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void instance.close(graceMs).then(() => process.exit(0)))
-  }
+  const graceMs = env.SHUTDOWN_GRACE_MS ? Number(env.SHUTDOWN_GRACE_MS) : undefined
+  shutDownOnSignals(() => instance.close(graceMs), log)
 }

@@ -2,9 +2,13 @@
  * `npm start`: a complete local deployment: etcd, two tus instances sharing one files directory
  * and the etcd lock/metadata store, a round-robin proxy in front, and an upload page.
  *
- * Uses the etcd at ETCD_ENDPOINTS (comma-separated host:port) when set; otherwise starts a
- * throw-away etcd from PATH (or ETCD_BIN) in a temp dir and stops it on exit.
- * PORT (proxy, default 1080), INSTANCES (2) and FILES_DIR (./files) say where and how many.
+ * Uses the etcd at ETCD_ENDPOINTS (comma-separated host:port) when set; otherwise starts a local
+ * etcd from PATH (or ETCD_BIN), its data kept beside the files (<FILES_DIR>-etcd), so the uploads
+ * of an earlier run resume after a restart, and stops it on exit.
+ * PORT (proxy, default 1080), INSTANCES (tus instances, default 2) and FILES_DIR (./files) say
+ * where and how many; THROTTLE_KBPS slows every request body to about that many KB/s at the
+ * proxy, so there is time to kill the writer by hand; an instance that dies is started again
+ * after RESTART_AFTER_MS (default 5000; 0: never).
  */
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
@@ -18,9 +22,10 @@ mkdirSync(directory, { recursive: true })
 let endpoints = process.env.ETCD_ENDPOINTS?.split(',').map((e) => e.trim())
 let stopEtcd = async () => {}
 if (!endpoints) {
-  console.log('ETCD_ENDPOINTS is not set: starting a local etcd for this run...')
+  const dataDir = `${directory}-etcd`
+  console.log(`ETCD_ENDPOINTS is not set: starting a local etcd, its data in ${dataDir}...`)
   try {
-    const etcd = await startEtcd(1, [], { ownProcessGroup: true })
+    const etcd = await startEtcd(1, [], { ownProcessGroup: true, dataDir })
     endpoints = etcd.endpoints
     stopEtcd = () => etcd.stop()
   } catch (error) {
@@ -30,6 +35,7 @@ if (!endpoints) {
 }
 console.log(`etcd: ${endpoints.join(',')}`)
 
+const throttleKbps = Number(process.env.THROTTLE_KBPS ?? 0)
 let deployment: Deployment
 try {
   deployment = await startDeployment({
@@ -37,6 +43,8 @@ try {
     directory,
     port,
     instances: Number(process.env.INSTANCES ?? 2),
+    uploadBytesPerSecond: throttleKbps > 0 ? throttleKbps * 1_000 : undefined,
+    restartAfterMs: Number(process.env.RESTART_AFTER_MS ?? 5_000) || undefined,
   })
 } catch (error) {
   console.error(`could not start: ${error instanceof Error ? error.message : error}`)
@@ -50,7 +58,10 @@ console.log(`
   files:         ${directory}
   locks:         npx tsx src/cli/main.ts locks --endpoints ${endpoints.join(',')}
 
-Kill an instance mid-upload (kill <pid>): the upload resumes through the other one.
+Try it: upload a file on the page; it shows which instance holds the upload's lock. Kill that
+instance mid-upload, for example tus1:   kill -9 ${deployment.instances[0]?.pid}
+The page's tus client resumes through the other instance once the dead one's etcd session
+expires (10 s). ${throttleKbps > 0 ? `Uploads are throttled to ${throttleKbps} KB/s.` : 'For a slower upload: THROTTLE_KBPS=2000 npm start'}
 Ctrl-C stops everything, revokes the lock sessions and stops the local etcd.
 `)
 

@@ -94,6 +94,11 @@ it('a 20 MB browser upload survives the death of the instance holding its lock',
   const sessions = await Promise.all(deployment.instances.map((i) => i.session()))
   const victim = deployment.instances[sessions.indexOf(holder)]
   expect(victim, `an instance with session ${holder} (have ${sessions})`).toBeDefined()
+  // The page names the same instance, with the command to kill it.
+  await page.waitForFunction((pid) => window.uploadState.holder?.pid === pid, victim?.pid, {
+    timeout: 5_000,
+  })
+  expect(await page.locator('#holder').textContent()).toContain(`kill -9 ${victim?.pid}`)
   const percentAtKill = await page.evaluate(() => window.uploadState.percent)
   await victim?.kill('SIGKILL')
   if (process.env.SCREENSHOT_DIR) {
@@ -115,6 +120,9 @@ it('a 20 MB browser upload survives the death of the instance holding its lock',
   expect(sha256(stored)).toBe(sha256(original))
   const survivor = deployment.instances.find((i) => i !== victim)
   expect(lines.some((l) => l.startsWith(`[${survivor?.name}] lock ${id} acquired`))).toBe(true)
+  expect(
+    lines.some((l) => l.startsWith(`[deployment] ${victim?.name} (pid ${victim?.pid}) died`)),
+  ).toBe(true)
 }, 150_000)
 
 function sha256(data: Buffer): string {
@@ -128,5 +136,6 @@ interface UploadState {
   error: string | null
   url: string | null
   retries: number
+  holder: { instance: string; pid: number } | null
 }
 declare const window: { uploadState: UploadState }

@@ -112,8 +112,7 @@ describe('examples/round-robin-proxy.ts', () => {
 
 describe('npm start (examples/start.ts)', () => {
   it('brings up etcd, two instances and the proxy; the page answers; Ctrl-C stops everything', async () => {
-    const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-start-'))
-    deferCleanup(() => rm(directory, { recursive: true, force: true }))
+    const directory = await startDirectory()
     const port = await freePort()
     // Without ETCD_ENDPOINTS, as a new user runs it: it starts its own etcd.
     const start = runProcess(process.execPath, ['--import', 'tsx', 'examples/start.ts'], {
@@ -142,7 +141,77 @@ describe('npm start (examples/start.ts)', () => {
 
     await start.kill('SIGINT')
     expect(start.process.exitCode).toBe(0)
-    expect(start.lines().filter((l) => l.includes('revoked by close()'))).toHaveLength(2)
+    expect(start.lines().filter((l) => l.includes('revoked (shutdown)'))).toHaveLength(2)
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow() // instances are gone
   })
+
+  it('keeps the uploads across a restart (etcd data beside the files) and starts a killed instance again', async () => {
+    const directory = await startDirectory()
+    const port = await freePort()
+    const origin = `http://127.0.0.1:${port}`
+    const run = async () => {
+      const start = runProcess(process.execPath, ['--import', 'tsx', 'examples/start.ts'], {
+        ETCD_ENDPOINTS: undefined,
+        PORT: String(port),
+        FILES_DIR: directory,
+        RESTART_AFTER_MS: '300',
+      })
+      deferCleanup(() => start.kill())
+      await within(
+        start.waitForLine((line) => line.startsWith('Ctrl-C stops everything')),
+        60_000,
+        'npm start is up',
+      )
+      return start
+    }
+    const first = await run()
+    const created = await fetch(`${origin}/files`, {
+      method: 'POST',
+      headers: { ...TUS, 'Upload-Length': '10' },
+    })
+    const location = new URL(created.headers.get('location') ?? '', origin).href
+    const patched = await fetch(location, {
+      method: 'PATCH',
+      headers: { ...TUS, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+      body: 'hello',
+    })
+    expect(patched.status).toBe(204)
+
+    // The printed command kills tus1; the deployment says so, and brings it back.
+    const command = first.lines().find((line) => /kill -9 \d+/.test(line)) ?? ''
+    const pid = Number(/kill -9 (\d+)/.exec(command)?.[1])
+    process.kill(pid, 'SIGKILL')
+    await within(
+      first.waitForLine((line) => line.startsWith(`[deployment] tus1 (pid ${pid}) died (SIGKILL)`)),
+      5_000,
+      'the death of tus1 is told',
+    )
+    await within(
+      first.waitForLine((line) => /^\[deployment\] tus1 is back \(pid \d+\)/.test(line)),
+      30_000,
+      'tus1 is back',
+    )
+    await first.kill('SIGINT')
+    expect(first.process.exitCode).toBe(0)
+
+    // A second npm start on the same files finds the upload's metadata: it resumes.
+    const second = await run()
+    for (let i = 0; i < 2; i++) {
+      const head = await fetch(location, { method: 'HEAD', headers: TUS }) // each instance once
+      expect(head.status).toBe(200)
+      expect(head.headers.get('upload-offset')).toBe('5')
+    }
+    await second.kill('SIGINT')
+    expect(second.process.exitCode).toBe(0)
+  })
 })
+
+/** A files directory for npm start, removed after the test with the etcd data kept beside it. */
+async function startDirectory(): Promise<string> {
+  const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-start-'))
+  deferCleanup(async () => {
+    await rm(directory, { recursive: true, force: true })
+    await rm(`${directory}-etcd`, { recursive: true, force: true })
+  })
+  return directory
+}

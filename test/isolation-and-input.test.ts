@@ -96,6 +96,7 @@ describe('bad input', () => {
       grantTimeout: 1_500,
       safetyMargin: 3_500,
       retainLocks: 5_000,
+      lockDrainTimeout: 3_000,
     })
     expect(new Etcd3Locker(client).options).toEqual(defaultLockerOptions())
     // Above @tus/server's default lockDrainTimeout, and never more than a quarter of the TTL.

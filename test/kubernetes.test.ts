@@ -487,9 +487,8 @@ describe('the tus Deployment', () => {
     const readByExample = new Set(
       [...example.matchAll(/process\.env\.([A-Z_]+)/g)].map((m) => m[1]),
     )
-    // POD_NAMESPACE only fills in $(POD_NAMESPACE) below it. SHUTDOWN_GRACE_MS is read by the
-    // examples' graceful shutdown (issue 14), which comes with these manifests.
-    const notForTheExample = new Set(['POD_NAMESPACE', 'SHUTDOWN_GRACE_MS'])
+    // POD_NAMESPACE only fills in $(POD_NAMESPACE) below it.
+    const notForTheExample = new Set(['POD_NAMESPACE'])
     for (const variable of tus.env ?? [])
       if (!notForTheExample.has(variable.name))
         expect(readByExample, variable.name).toContain(variable.name)

@@ -7,6 +7,8 @@ import {
   accessSync,
   constants,
   createWriteStream,
+  existsSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -105,6 +107,11 @@ export interface StartEtcdOptions {
    * stopped by pid, by `stop()` or when this process exits.
    */
   readonly ownProcessGroup?: boolean
+  /**
+   * Keep the members' data here instead of a temp dir removed on stop: a later start with the
+   * same directory finds every key again (`npm start` keeps the demo's upload metadata so).
+   */
+  readonly dataDir?: string
 }
 
 /**
@@ -118,7 +125,7 @@ export async function startEtcd(
   clientPorts: number[] = [],
   options: StartEtcdOptions = {},
 ): Promise<EtcdCluster> {
-  const { tls, extraArgs = [], ownProcessGroup = false } = options
+  const { tls, extraArgs = [], ownProcessGroup = false, dataDir: keptDir } = options
   const scheme = tls ? 'https' : 'http'
   const tlsArgs = tls
     ? [
@@ -129,7 +136,8 @@ export async function startEtcd(
       ]
     : []
   const binary = findEtcdBinary()
-  const root = mkdtempSync(join(tmpdir(), 'tus-etcd3-locker-etcd-'))
+  const root = keptDir ?? mkdtempSync(join(tmpdir(), 'tus-etcd3-locker-etcd-'))
+  mkdirSync(root, { recursive: true })
   const specs: Array<{ name: string; clientPort: number; peerPort: number }> = []
   for (let i = 0; i < size; i++) {
     const clientPort = clientPorts[i] ?? (await freePort())
@@ -169,7 +177,8 @@ export async function startEtcd(
       const proc = child
       exited = new Promise((resolve) => proc.once('exit', () => resolve()))
     }
-    launch('new')
+    // Kept data: etcd restarts from it (its cluster flags are then ignored), on new ports.
+    launch(existsSync(join(dataDir, 'member')) ? 'existing' : 'new')
     const member: EtcdMember = {
       name: spec.name,
       endpoint: `127.0.0.1:${spec.clientPort}`,
@@ -204,7 +213,7 @@ export async function startEtcd(
     stop: async () => {
       process.removeListener('exit', killOnExit)
       await Promise.all(members.map((m) => m.kill()))
-      rmSync(root, { recursive: true, force: true })
+      if (keptDir === undefined) rmSync(root, { recursive: true, force: true })
     },
   }
   try {

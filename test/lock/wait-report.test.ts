@@ -3,7 +3,7 @@
  * waits for (lockWaiting), and a holder asked to release hears whose lease asked.
  */
 import { describe, expect, it } from 'vitest'
-import { newLocker, signal, uniquePrefix, within } from '../harness/index.js'
+import { captureLog, newLocker, signal, uniquePrefix, within } from '../harness/index.js'
 
 const never = new AbortController().signal
 
@@ -40,5 +40,19 @@ describe('a lock() that waits', () => {
     await held.unlock()
     await within(waiting, 3_000, 'the waiter holds')
     expect(reports).toHaveLength(1)
+  })
+})
+
+describe('the debug log', () => {
+  it('prints revisions as numbers, not as BigInt literals (2n)', async () => {
+    const lines = captureLog('lock')
+    const locker = newLocker({ prefix: uniquePrefix('rev-format') })
+    const lock = locker.newLock('u1')
+    await lock.lock(never, () => {})
+    const held = await within(lines.waitFor('held by'), 2_000, 'the held line')
+    lines.stop()
+    await lock.unlock()
+    expect(held).toMatch(/\(rev \d+\)/)
+    expect(held).not.toMatch(/\d+n\b/)
   })
 })
