@@ -29,7 +29,7 @@ locker.on('lockAcquired', (e) => console.log(`lock ${e.id} acquired after ${e.wa
 // Without DEBUG, these two say why a request is slow: who it waits for, who wants a lock.
 locker.on('lockWaiting', (e) =>
   console.log(
-    `lock ${e.id} still waiting after ${e.waitedMs} ms, for lease ${e.holder ?? '(this instance)'}`,
+    `lock ${e.id} still waiting after ${e.waitedMs} ms, for ${e.waitingOn === 'queue-entry' ? `lease ${e.holder}` : e.waitingOn}`,
   ),
 )
 locker.on('releaseRequested', (e) => console.log(`lock ${e.id}: asked to release (${e.reason})`))

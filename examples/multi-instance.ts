@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { type RoundRobin, startRoundRobin } from './round-robin-proxy.js'
+import { shutDownOnSignals } from './shutdown.js'
 
 export interface DeploymentOptions {
   endpoints: string[]
@@ -83,7 +84,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
   }
   log(`[proxy] round-robin over ${instances.map((i) => `${i.name} ${i.origin}`).join(', ')}`)
   let closing = false
-  let restartTimer: NodeJS.Timeout | undefined
+  const restartTimers = new Set<NodeJS.Timeout>()
   // An instance that dies is said so; with restartAfterMs it comes back on its port.
   const watch = (index: number) => {
     const instance = instances[index] as InstanceProcess
@@ -95,7 +96,8 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
         `[deployment] ${instance.name} (pid ${instance.pid}) died (${how}): the proxy leaves it out, and the uploads it held resume on another instance once its etcd session expires (within ${ttl} s)${again ? `; starting it again in ${again / 1_000} s` : ''}`,
       )
       if (!again) return
-      restartTimer = setTimeout(() => {
+      const timer = setTimeout(() => {
+        restartTimers.delete(timer)
         if (closing) return
         const port = Number(new URL(instance.origin).port)
         startInstance(instance.name, options, log, port).then(
@@ -109,6 +111,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
             log(`[deployment] ${instance.name} did not come back: ${(error as Error).message}`),
         )
       }, again)
+      restartTimers.add(timer)
     })
   }
   for (let index = 0; index < instances.length; index++) watch(index)
@@ -117,7 +120,7 @@ export async function startDeployment(options: DeploymentOptions): Promise<Deplo
     instances,
     close: async () => {
       closing = true
-      clearTimeout(restartTimer)
+      for (const timer of restartTimers) clearTimeout(timer)
       await Promise.all(instances.map((i) => i.kill('SIGTERM')))
       await proxy.close()
     },
@@ -236,7 +239,5 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
     process.exit(1)
   })
   console.log(`upload page: ${deployment.url}/  tus endpoint: ${deployment.url}/files`)
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => void deployment.close().then(() => process.exit(0)))
-  }
+  shutDownOnSignals(deployment.close, console.log)
 }

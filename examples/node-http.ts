@@ -94,7 +94,7 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
   locker.on('releaseRequested', (e) => log(`lock ${e.id}: asked to release (${e.reason})`))
   // Without DEBUG, these two say why a request is slow: who it waits for, who wants a lock.
   locker.on('lockWaiting', (e) =>
-    log(`lock ${e.id} still waiting after ${e.waitedMs} ms, for ${holderOf(e.holder)}`),
+    log(`lock ${e.id} still waiting after ${e.waitedMs} ms, for ${waitedOn(e)}`),
   )
   locker.on('lockReleased', (e) => {
     held.delete(e.id)
@@ -155,9 +155,11 @@ export async function startTusInstance(options: TusInstanceOptions): Promise<Tus
   }
 }
 
-/** The holder a waiting request names: another session's lease, or this instance itself. */
-export function holderOf(lease: string | undefined): string {
-  return lease === undefined ? 'another request of this instance' : `lease ${lease}`
+/** What a waiting request waits for, in words. */
+export function waitedOn(e: { waitingOn: string; holder: string | undefined }): string {
+  if (e.waitingOn === 'queue-entry') return `lease ${e.holder}`
+  if (e.waitingOn === 'local-request') return 'another request of this instance'
+  return 'etcd (slow or unreachable)'
 }
 
 function sendJson(res: import('node:http').ServerResponse, status: number, body: unknown): void {

@@ -20,8 +20,9 @@
  *
  * SIGTERM or Ctrl-C: a graceful shutdown (examples/shutdown.ts): no new connection is accepted,
  * each PATCH in flight is asked to stop and answered with what it received (the tus client
- * resumes it on another instance), other requests may finish for up to SHUTDOWN_GRACE_MS, then the
- * etcd session is revoked (every lock of this instance is free at once) and the process exits.
+ * resumes it on another instance), the etcd session is revoked once they let go (every lock of
+ * this instance is free at once), other requests may finish for up to SHUTDOWN_GRACE_MS, and the
+ * process exits.
  */
 import { createServer, type Server as HttpServer, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -58,8 +59,8 @@ export interface S3TusInstance {
   readonly locker: Etcd3Locker
   /**
    * Shuts down gracefully: accepts no new connection, asks lock holders to release and lets them
-   * answer, lets other requests finish for up to `graceMs` (default 15 000), revokes the etcd
-   * session and closes the etcd client.
+   * answer, revokes the etcd session, lets other requests finish for up to `graceMs` (default
+   * 15 000) and closes the etcd client.
    */
   close(graceMs?: number): Promise<void>
 }

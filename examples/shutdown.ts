@@ -14,6 +14,13 @@ import type { Etcd3Locker } from 'tus-etcd3-locker'
 /** `lockDrainTimeout` of the examples' tus `Server` and locker: below the locker's safetyMargin. */
 export const LOCK_DRAIN_MS = 2_000
 
+/**
+ * How long the shutdown waits for lock holders to let go before it revokes: the PATCH's own
+ * drain, then time for its store's last writes (S3Store uploads its parts in flight). It ends as
+ * soon as the holders have unlocked, so a generous bound costs nothing.
+ */
+export const SHUTDOWN_DRAIN_MS = LOCK_DRAIN_MS + 5_000
+
 export interface ShutdownParts {
   http: HttpServer
   locker: Etcd3Locker
@@ -29,9 +36,11 @@ export interface ShutdownParts {
 export async function shutDown(parts: ShutdownParts): Promise<void> {
   const { http, locker, client } = parts
   const closed = new Promise<void>((resolve) => http.close(() => resolve()))
+  // A kept-alive connection still brings requests after close(): end each after its answer, so
+  // a load balancer's pooled connections go elsewhere.
+  http.prependListener('request', (_req, res) => res.setHeader('connection', 'close'))
   http.closeIdleConnections()
-  // Holders get LOCK_DRAIN_MS to stop and answer; a second more for their last etcd writes.
-  await locker.close({ drain: LOCK_DRAIN_MS + 1_000 })
+  await locker.close({ drain: SHUTDOWN_DRAIN_MS })
   http.closeIdleConnections()
   let timer: NodeJS.Timeout | undefined
   await Promise.race([

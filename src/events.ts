@@ -82,8 +82,14 @@ export interface LockerEvents {
       /** How long it has waited, in ms. */
       waitedMs: number
       /**
-       * The lease (hex) of the etcd queue entry it waits for, often another instance's session;
-       * `undefined` while it waits behind another request of this process.
+       * What it waits on: `local-request` (another request of this process for the upload),
+       * `queue-entry` (the etcd queue entry ahead of it: `holder`), or `etcd` (a session grant,
+       * the enqueue, a call being retried: etcd is slow or unreachable).
+       */
+      waitingOn: 'local-request' | 'queue-entry' | 'etcd'
+      /**
+       * With `queue-entry`: the lease (hex) of the entry ahead, the holder or the next waiter
+       * before it, often another instance's session.
        */
       holder: string | undefined
     },

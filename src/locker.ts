@@ -21,6 +21,7 @@ import {
 import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
 import { settledWithin } from './util/abort.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
+import { log } from './util/log.js'
 
 const KV_STORE_CALL: OptionsOwner = {
   name: 'locker.kvStore()',
@@ -188,7 +189,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /**
    * Resolves once etcd has granted this locker's session. Rejects with a
    * `SessionUnavailableError` naming the endpoints and the cause when etcd does not grant it
-   * within `grantTimeout`, and with `LockerClosedError` after {@link close}.
+   * within `grantTimeout`, and with `LockerClosedError` once {@link close} has revoked the session
+   * (while `close({ drain })` drains, the session is still there and this resolves).
    */
   async ready(): Promise<void> {
     await this.keeper.session()
@@ -232,6 +234,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
    */
   close(options?: CloseOptions): Promise<void> {
     const drain = drainOf(options)
+    if (drain > 0 && drain < this.optionsInForce.lockDrainTimeout)
+      warnIfDrainTooShort(drain, this.optionsInForce)
     this.closed ??= (async () => {
       if (drain > 0) await this.drain(drain)
       // Kept keys' watches first, so that the revoke's deletes reach none of them.
@@ -272,6 +276,9 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     await released
     clearTimeout(timer)
     if (onRelease) this.off('lockReleased', onRelease)
+    // Revoked with these still holding: their requests may go on writing unfenced data.
+    const left = holders()
+    if (left > 0) log.locker('close(): %d holders still held after the %dms drain', left, ms)
   }
 
   /** How many lock keys are kept after their last unlock now (see `retainLocks`). */
@@ -308,6 +315,14 @@ export interface CloseOptions {
 }
 
 const CLOSE: OptionsOwner = { name: 'Etcd3Locker.close()', known: ['drain'] }
+
+/** A drain shorter than the server's lockDrainTimeout revokes while PATCHes may still write. */
+function warnIfDrainTooShort(drain: number, options: ResolvedLockerOptions): void {
+  process.emitWarning(
+    `Etcd3Locker.close(): drain ${drain} ms is shorter than lockDrainTimeout ${options.lockDrainTimeout} ms, so the session may be revoked while a PATCH asked to release still writes; give drain more (it returns as soon as the holders have unlocked).`,
+    { code: 'TUS_ETCD3_LOCKER_SHORT_DRAIN' },
+  )
+}
 
 function drainOf(options: CloseOptions | undefined): number {
   const { drain } = checkOptionsObject(options, CLOSE)

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { startTusInstance } from '../examples/node-http.js'
 import { startRoundRobin } from '../examples/round-robin-proxy.js'
-import { runProcess } from './harness/child.js'
+import { type Child, runProcess } from './harness/child.js'
 import {
   deferCleanup,
   endpoints,
@@ -111,7 +111,9 @@ describe('examples/round-robin-proxy.ts', () => {
 })
 
 describe('npm start (examples/start.ts)', () => {
-  it('brings up etcd, two instances and the proxy; the page answers; Ctrl-C stops everything', async () => {
+  it('brings up etcd, two instances and the proxy; the page answers; Ctrl-C stops everything', {
+    timeout: 90_000,
+  }, async () => {
     const directory = await startDirectory()
     const port = await freePort()
     // Without ETCD_ENDPOINTS, as a new user runs it: it starts its own etcd.
@@ -120,7 +122,7 @@ describe('npm start (examples/start.ts)', () => {
       PORT: String(port),
       FILES_DIR: directory,
     })
-    deferCleanup(() => start.kill())
+    deferCleanup(() => stopStart(start))
     await within(
       start.waitForLine((line) => line.startsWith('Ctrl-C stops everything')),
       60_000,
@@ -145,7 +147,9 @@ describe('npm start (examples/start.ts)', () => {
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow() // instances are gone
   })
 
-  it('keeps the uploads across a restart (etcd data beside the files) and starts a killed instance again', async () => {
+  it('keeps the uploads across a restart (etcd data beside the files) and starts a killed instance again', {
+    timeout: 180_000,
+  }, async () => {
     const directory = await startDirectory()
     const port = await freePort()
     const origin = `http://127.0.0.1:${port}`
@@ -156,7 +160,7 @@ describe('npm start (examples/start.ts)', () => {
         FILES_DIR: directory,
         RESTART_AFTER_MS: '300',
       })
-      deferCleanup(() => start.kill())
+      deferCleanup(() => stopStart(start))
       await within(
         start.waitForLine((line) => line.startsWith('Ctrl-C stops everything')),
         60_000,
@@ -205,6 +209,16 @@ describe('npm start (examples/start.ts)', () => {
     expect(second.process.exitCode).toBe(0)
   })
 })
+
+/**
+ * Stops an npm start left running by a failed test as Ctrl-C does, so that it stops its etcd and
+ * instances (their own process groups) too; SIGKILL only if that takes over 20 s.
+ */
+async function stopStart(start: Child): Promise<void> {
+  await within(start.kill('SIGINT'), 20_000, 'npm start stops on SIGINT').catch(() =>
+    start.kill('SIGKILL'),
+  )
+}
 
 /** A files directory for npm start, removed after the test with the etcd data kept beside it. */
 async function startDirectory(): Promise<string> {

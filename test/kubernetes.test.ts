@@ -25,6 +25,7 @@ import {
 } from 'kubernetes-models/v1'
 import { describe, expect, it } from 'vitest'
 import { parse, parseAllDocuments, parseDocument } from 'yaml'
+import { SHUTDOWN_DRAIN_MS } from '../examples/shutdown.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const read = (file: string) => readFileSync(join(root, file), 'utf8')
@@ -508,9 +509,12 @@ describe('the tus Deployment', () => {
   it('gives preStop, the request drain and the session revoke their time before SIGKILL', () => {
     const preStop = preStopSeconds(tus)
     expect(preStop).toBeGreaterThan(0)
-    const drain = Number(env.get('SHUTDOWN_GRACE_MS')) / 1000
-    const revoke = 5
-    expect(tusPod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(preStop + drain + revoke)
+    const grace = Number(env.get('SHUTDOWN_GRACE_MS')) / 1000
+    // examples/shutdown.ts: the lock drain, with the revoke at its end, then the grace.
+    const lockDrain = SHUTDOWN_DRAIN_MS / 1000
+    expect(tusPod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(
+      preStop + lockDrain + grace + 1,
+    )
   })
 
   it('mounts one ReadWriteMany claim at FILES_DIR, the directory the image prepares', () => {

@@ -81,6 +81,15 @@ const exited = (child: ChildProcess) =>
     } else child.once('exit', (code, signal) => resolve(code ?? String(signal)))
   })
 
+/** SIGKILL to a process group still there (npx, tsx and node), by its leader's pid. */
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error
+  }
+}
+
 async function leaseIsGone(lease: string): Promise<boolean> {
   // etcdctl prints lease ids in hex, as the examples log them.
   const list = await etcdctl(['lease', 'list'])
@@ -138,7 +147,9 @@ describe('SIGTERM to examples/node-http.ts during a slow PATCH', () => {
 })
 
 describe('Ctrl-C on npx tsx examples/express.ts with an upload in flight', () => {
-  it('revokes the session every time, though a second SIGINT comes while it shuts down', async () => {
+  it('revokes the session every time, though a second SIGINT comes while it shuts down', {
+    timeout: 120_000,
+  }, async () => {
     const tries = 5
     for (let attempt = 0; attempt < tries; attempt++) {
       const port = await freePort()
@@ -155,37 +166,52 @@ describe('Ctrl-C on npx tsx examples/express.ts with an upload in flight', () =>
         },
       })
       const pid = group.pid ?? 0
-      deferCleanup(() => {
-        if (group.exitCode === null && group.signalCode === null) process.kill(-pid, 'SIGKILL')
-      })
+      deferCleanup(() => killGroup(pid))
+      // One listener gathers the output; each wait checks it on every new chunk.
       let output = ''
-      const lineWith = (pattern: RegExp) =>
-        new Promise<RegExpExecArray>((resolve, reject) => {
-          const check = () => {
-            const found = pattern.exec(output)
-            if (found) resolve(found)
-          }
-          group.stdout?.on('data', (chunk: Buffer) => {
-            output += chunk.toString()
+      const checks = new Set<() => void>()
+      group.stdout?.on('data', (chunk: Buffer) => {
+        output += chunk.toString()
+        for (const check of checks) check()
+      })
+      const until = (matches: (text: string) => RegExpExecArray | null | boolean, what: string) =>
+        within(
+          new Promise<void>((resolve, reject) => {
+            const check = () => {
+              if (!matches(output)) return
+              checks.delete(check)
+              resolve()
+            }
+            checks.add(check)
+            group.once('exit', () => reject(new Error(`exited before ${what}: ${output}`)))
             check()
-          })
-          group.once('exit', () => reject(new Error(`exited before ${pattern}: ${output}`)))
-          check()
-        })
-      const lease = (
-        await within(lineWith(/etcd session ([0-9a-f]+) granted/), 30_000, 'express.ts is up')
-      )[1] as string
-      await within(lineWith(/tus endpoint/), 30_000, 'express.ts listens')
+          }),
+          30_000,
+          what,
+        )
+      await until((text) => /tus endpoint/.test(text), 'express.ts listens')
+      const lease = /etcd session ([0-9a-f]+) granted/.exec(output)?.[1] ?? ''
       const location = await createUpload(`http://127.0.0.1:${port}`)
+      const id = location.split('/').pop() ?? ''
       const answer = slowPatch(location)
       // The POST took the lock first; the PATCH's is the second.
-      await within(lineWith(/acquired[\s\S]*acquired/), 10_000, 'the PATCH holds the lock')
+      await until(
+        (text) => text.split(`lock ${id} acquired`).length - 1 >= 2,
+        'the PATCH holds the lock',
+      )
       process.kill(-pid, 'SIGINT')
       // A second Ctrl-C, or the wrapper's relay of the first, while the shutdown drains.
-      await within(lineWith(/SIGINT: shutting down/), 5_000, 'the shutdown starts')
+      await until((text) => /SIGINT: shutting down/.test(text), 'the shutdown starts')
       process.kill(-pid, 'SIGINT')
       await within(exited(group), 20_000, `npx exits (try ${attempt + 1})`)
-      await within(answer, 5_000, 'the PATCH ends')
+      const response = await within(answer, 5_000, 'the PATCH ends')
+      const offset = response instanceof Error ? -1 : Number(response.headers['upload-offset'])
+      expect({ attempt, status: (response as IncomingMessage).statusCode }).toEqual({
+        attempt,
+        status: 204,
+      })
+      expect(offset).toBeGreaterThan(0)
+      expect(offset).toBeLessThan(LENGTH)
       expect({ attempt, gone: await leaseIsGone(lease) }).toEqual({ attempt, gone: true })
       expect(output).toMatch(/SIGINT again: still shutting down/)
     }

@@ -17,7 +17,7 @@ import type { WatchStream } from './watch-stream.js'
 export interface LockContext {
   readonly client: Namespace
   readonly acquireLockTimeout: number
-  /** Aborts with a `LockerClosedError` when `close()` is called. */
+  /** Aborts with a `LockerClosedError` when `close()` is called (before a drain, if any). */
   readonly closing: AbortSignal
   session(): Promise<Session>
   localQueue(queuePrefix: string): LocalQueue<LockRequest>
@@ -54,6 +54,7 @@ const CONTENTION_WATCH_DELAY_MS = 50
 const LONG_WAIT_MS = 1_000
 
 type State = 'idle' | 'acquiring' | 'held' | 'done'
+type WaitingOn = LockerEvents['lockWaiting'][0]['waitingOn']
 
 /**
  * One `lock()` call of an {@link Etcd3Lock}, from its wait to its unlock: protocol steps 1 to 6
@@ -70,7 +71,8 @@ export class LockRequest {
   private contended: ReleaseCause | undefined
   /** The last segment (lease hex) of the key of the other client that queued, if one did. */
   private waiter: string | undefined
-  /** The last segment (lease hex) of the etcd queue entry this request waits for. */
+  /** What this request waits on now, and the last segment (lease hex) of the entry ahead. */
+  private waitingOn: WaitingOn = 'local-request'
   private waitingFor: string | undefined
   private heldSince = 0
 
@@ -95,7 +97,8 @@ export class LockRequest {
       this.context.emit('lockWaiting', {
         id: this.id,
         waitedMs: Date.now() - started,
-        holder: this.waitingFor,
+        waitingOn: this.waitingOn,
+        holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
       })
     }, LONG_WAIT_MS)
     waitReport.unref()
@@ -118,6 +121,7 @@ export class LockRequest {
       throw error
     }
     let retained = false
+    this.waitingOn = 'etcd'
     try {
       // take() sees the abort itself: a key it hands out is ours to hold or give back.
       const kept = await this.context.retention.take(
@@ -266,6 +270,7 @@ export class LockRequest {
           if (predecessor === undefined) return ours()
           log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
           this.waitingFor = predecessor.key.slice(this.queuePrefix.length)
+          this.waitingOn = 'queue-entry'
           if ((await entry.waitForTurn(predecessor, stop.signal)) === 'first') return ours()
         }
       } catch (error) {
@@ -278,6 +283,7 @@ export class LockRequest {
         if (stop.signal.aborted) throw stop.signal.reason
         if (!isRetryable(error)) throw accessError(error, this.where())
         log.lock('%s: etcd error (%s), retrying', this.queuePrefix, reason(error))
+        this.waitingOn = 'etcd'
         await delay(backoffMs(attempt), stop.signal)
       }
     }

@@ -20,6 +20,8 @@ export class SessionKeeper {
   private current: Session | undefined
   private granting: Promise<Session> | undefined
   private closed: Promise<void> | undefined
+  /** close() has begun: a session that ends now was revoked, not lost. */
+  private revoking = false
 
   constructor(
     private readonly client: Namespace,
@@ -30,7 +32,7 @@ export class SessionKeeper {
     setMaxListeners(0, this.closingController.signal)
   }
 
-  /** Aborts with a `LockerClosedError` once {@link close} is called. */
+  /** Aborts with a `LockerClosedError` once {@link refuse} or {@link close} is called. */
   get closing(): AbortSignal {
     return this.closingController.signal
   }
@@ -67,7 +69,7 @@ export class SessionKeeper {
         this.current = session
         this.hooks.granted?.(session)
         session.signal.addEventListener('abort', () => {
-          this.hooks.lost?.(session, (session.signal.reason as Error).message, this.closing.aborted)
+          this.hooks.lost?.(session, (session.signal.reason as Error).message, this.revoking)
         })
         return session
       })
@@ -84,6 +86,7 @@ export class SessionKeeper {
 
   /** Revokes the session; {@link closing} aborts first. Idempotent; never rejects. */
   close(): Promise<void> {
+    this.revoking = true
     this.closed ??= (async () => {
       log.locker('closing')
       this.refuse()

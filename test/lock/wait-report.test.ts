@@ -3,7 +3,7 @@
  * waits for (lockWaiting), and a holder asked to release hears whose lease asked.
  */
 import { describe, expect, it } from 'vitest'
-import { captureLog, newLocker, signal, uniquePrefix, within } from '../harness/index.js'
+import { captureLog, freePort, newLocker, signal, uniquePrefix, within } from '../harness/index.js'
 
 const never = new AbortController().signal
 
@@ -18,7 +18,12 @@ describe('a lock() that waits', () => {
     waiter.on('sessionGranted', ({ lease }) => waiterLease.fire(lease))
     const asked = signal<{ cause: string; reason: string; waiter: string | undefined }>()
     holder.on('releaseRequested', (info) => asked.fire(info))
-    const reports: Array<{ id: string; waitedMs: number; holder: string | undefined }> = []
+    const reports: Array<{
+      id: string
+      waitedMs: number
+      waitingOn: string
+      holder: string | undefined
+    }> = []
     const reported = signal()
     waiter.on('lockWaiting', (info) => {
       reports.push(info)
@@ -35,6 +40,7 @@ describe('a lock() that waits', () => {
 
     await within(reported.promise, 3_000, 'lockWaiting')
     expect(reports[0]?.id).toBe('u1')
+    expect(reports[0]?.waitingOn).toBe('queue-entry')
     expect(reports[0]?.holder).toBe(await holderLease.promise)
     expect(reports[0]?.waitedMs).toBeGreaterThanOrEqual(1_000)
     await held.unlock()
@@ -54,5 +60,23 @@ describe('the debug log', () => {
     await lock.unlock()
     expect(held).toMatch(/\(rev \d+\)/)
     expect(held).not.toMatch(/\d+n\b/)
+  })
+})
+
+describe('a lock() that waits on etcd itself', () => {
+  it('is reported as waiting on etcd, naming no holder', async () => {
+    const nobody = `127.0.0.1:${await freePort()}`
+    const locker = newLocker({ prefix: uniquePrefix('wait-etcd'), grantTimeout: 5_000 }, [nobody])
+    const reported = signal<{ waitingOn: string; holder: string | undefined }>()
+    locker.on('lockWaiting', (info) => reported.fire(info))
+    const attempt = locker.newLock('u1').lock(never, () => {})
+    attempt.catch(() => {}) // rejects once grantTimeout passes; the report is what is tested
+    const info = await within(reported.promise, 3_000, 'lockWaiting')
+    expect(info).toEqual({
+      id: 'u1',
+      waitedMs: expect.any(Number),
+      waitingOn: 'etcd',
+      holder: undefined,
+    })
   })
 })
