@@ -31,8 +31,10 @@ export const SCENARIOS = {
   kvStore,
   etcdCost,
   endToEnd,
-  scale,
+  // Before scale: after the 10 000-lock scale scenario, the same process's etcd3 client no longer
+  // created its watches in time (a few in etcd instead of ~1 300) and the soak crawled.
   soak,
+  scale,
   availability,
 }
 

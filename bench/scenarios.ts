@@ -29,8 +29,17 @@ const never = () => new AbortController().signal
 const noop = () => {}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/**
+ * A client of its own, as another instance would have: grpc-js shares one connection per etcd
+ * member between the clients of a process unless told otherwise, and a scenario's clients must
+ * not inherit the last scenario's connection (after the 10 000-lock scale scenario, the soak on a
+ * shared connection ran at a fraction of its speed).
+ */
 export function client(ctx: BenchContext): Etcd3 {
-  const c = createEtcdClient({ hosts: ctx.hosts })
+  const c = createEtcdClient({
+    hosts: ctx.hosts,
+    grpcOptions: { 'grpc.use_local_subchannel_pool': 1 },
+  })
   ctx.defer(() => c.close())
   return c
 }
