@@ -40,17 +40,7 @@ describe.each([
 ])('%s', (file, env) => {
   it('creates and completes an upload, counts it in /metrics, and revokes its session on SIGTERM', async () => {
     const { child, origin } = await runExample(file, env)
-    const created = await fetch(`${origin}/files`, {
-      method: 'POST',
-      headers: { ...TUS, 'Upload-Length': '5' },
-    })
-    expect(created.status).toBe(201)
-    const location = new URL(created.headers.get('location') ?? '', origin).href
-    const patched = await fetch(location, {
-      method: 'PATCH',
-      headers: { ...TUS, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
-      body: 'hello',
-    })
+    const { location, patched } = await createAndPatchHello(origin, 5)
     expect(patched.status).toBe(204)
     expect(patched.headers.get('upload-offset')).toBe('5')
 
@@ -169,16 +159,7 @@ describe('npm start (examples/start.ts)', () => {
       return start
     }
     const first = await run()
-    const created = await fetch(`${origin}/files`, {
-      method: 'POST',
-      headers: { ...TUS, 'Upload-Length': '10' },
-    })
-    const location = new URL(created.headers.get('location') ?? '', origin).href
-    const patched = await fetch(location, {
-      method: 'PATCH',
-      headers: { ...TUS, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
-      body: 'hello',
-    })
+    const { location, patched } = await createAndPatchHello(origin, 10)
     expect(patched.status).toBe(204)
 
     // The printed command kills tus1; the deployment says so, and brings it back.
@@ -209,6 +190,22 @@ describe('npm start (examples/start.ts)', () => {
     expect(second.process.exitCode).toBe(0)
   })
 })
+
+/** Creates an upload of `length` bytes at `origin` and PATCHes its first five: "hello". */
+async function createAndPatchHello(origin: string, length: number) {
+  const created = await fetch(`${origin}/files`, {
+    method: 'POST',
+    headers: { ...TUS, 'Upload-Length': String(length) },
+  })
+  expect(created.status).toBe(201)
+  const location = new URL(created.headers.get('location') ?? '', origin).href
+  const patched = await fetch(location, {
+    method: 'PATCH',
+    headers: { ...TUS, 'Upload-Offset': '0', 'Content-Type': 'application/offset+octet-stream' },
+    body: 'hello',
+  })
+  return { location, patched }
+}
 
 /**
  * Stops an npm start left running by a failed test as Ctrl-C does, so that it stops its etcd and
