@@ -70,7 +70,7 @@ export function shutDownOnSignals(
       return
     }
     started = true
-    log(`${signal}: shutting down (in-flight requests finish, then the etcd session is revoked)`)
+    log(`${signal}: shutting down (lock holders answer, then the etcd session is revoked)`)
     shutdown().then(
       () => process.exit(0),
       (error: unknown) => {

@@ -263,11 +263,9 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     let timer: NodeJS.Timeout | undefined
     let onRelease: (() => void) | undefined
     const released = new Promise<void>((resolve) => {
+      // unlock() marks its request done before it emits lockReleased: count it out now.
       onRelease = () => {
-        // lockReleased is emitted before the queue's head moves on: count after this tick.
-        queueMicrotask(() => {
-          if (holders() === 0) resolve()
-        })
+        if (holders() === 0) resolve()
       }
       this.on('lockReleased', onRelease)
       timer = setTimeout(resolve, ms)
