@@ -2,7 +2,7 @@
  * A tus upload server on express with Etcd3Locker and Prometheus metrics: copy this file to
  * start your own.
  *
- *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 npx tsx examples/express.ts
+ *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 node --import tsx examples/express.ts
  *
  * Uploads go to /files, metrics to /metrics, readiness to /health. Run it on several ports (or machines) against the
  * same etcd and shared storage: the instances never write one upload at the same time.
@@ -71,7 +71,7 @@ app.all('/files{/*rest}', (req, res) => tus.handle(req, res))
 const port = Number(process.env.PORT ?? 1080)
 const http = app.listen(port, '127.0.0.1', () => {
   console.log(
-    `tus endpoint: http://127.0.0.1:${port}/files  metrics: http://127.0.0.1:${port}/metrics`,
+    `tus endpoint: http://127.0.0.1:${port}/files  metrics: http://127.0.0.1:${port}/metrics (pid ${process.pid})`,
   )
 })
 

@@ -2,7 +2,7 @@
  * Several tus instances (each its own process, as behind a real load balancer) sharing one files
  * directory and one etcd, with a round-robin proxy in front that also serves the upload page.
  *
- *   ETCD_ENDPOINTS=127.0.0.1:2379 npx tsx examples/multi-instance.ts
+ *   ETCD_ENDPOINTS=127.0.0.1:2379 node --import tsx examples/multi-instance.ts
  *
  * `npm start` runs this with a local etcd when ETCD_ENDPOINTS is not set.
  */

@@ -1,7 +1,7 @@
 /**
  * A tus upload server on plain node:http with Etcd3Locker: copy this file to start your own.
  *
- *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 npx tsx examples/node-http.ts
+ *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 node --import tsx examples/node-http.ts
  *
  * Environment: ETCD_ENDPOINTS (comma-separated host:port, default 127.0.0.1:2379), PORT (1080),
  * HOST (listen address, 127.0.0.1; 0.0.0.0 in a container), FILES_DIR (./files), PREFIX (/tusd),

@@ -4,7 +4,7 @@
  * own.
  *
  *   ETCD_ENDPOINTS=127.0.0.1:2379 S3_BUCKET=uploads S3_ENDPOINT=http://127.0.0.1:9000 \
- *     AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... PORT=1080 npx tsx examples/s3.ts
+ *     AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... PORT=1080 node --import tsx examples/s3.ts
  *
  * Environment: S3_BUCKET (required, must exist), S3_ENDPOINT (unset: AWS), S3_REGION
  * (AWS_REGION, else us-east-1), S3_FORCE_PATH_STYLE (`true`/`false`; default `true` when
@@ -66,16 +66,32 @@ export interface S3TusInstance {
 }
 
 /**
- * S3Store, fixed for a cache that stores copies: its `declareUploadLength` (the PATCH that gives an
- * `Upload-Defer-Length` upload its length) writes the length to the upload's `.info` object in S3 and
- * changes the record it got from the cache in place, which only updates an in-memory cache. With
- * `locker.kvStore()` (or a Redis one) the cached record keeps "length unknown" and the upload
- * never completes. Dropping the record makes the next read take it from S3, length included.
+ * S3Store, fixed for a cache that stores copies and fences its writes:
+ * - its `declareUploadLength` (the PATCH that gives an `Upload-Defer-Length` upload its length)
+ *   writes the length to the upload's `.info` object in S3 and changes the record it got from the
+ *   cache in place, which only updates an in-memory cache. With `locker.kvStore()` (or a Redis
+ *   one) the cached record keeps "length unknown" and the upload never completes. Dropping the
+ *   record makes the next read take it from S3, length included.
+ * - its `remove` does not await its cache delete, which can then reach etcd after the DELETE's
+ *   unlock: the lock's fence refuses it (another instance may hold the upload by then), and the
+ *   unhandled rejection ended the process. Here the delete is awaited while the lock is held, and
+ *   a cache delete nobody awaits can no longer crash the process.
  */
 export class SharedCacheS3Store extends S3Store {
   override async declareUploadLength(id: string, length: number): Promise<void> {
     await super.declareUploadLength(id, length)
     await this.clearCache(id)
+  }
+
+  override async remove(id: string): Promise<void> {
+    await super.remove(id)
+    await this.clearCache(id) // the one S3Store started is not awaited: finish it under the lock
+  }
+
+  protected override clearCache(id: string): Promise<void> {
+    const clearing = super.clearCache(id)
+    clearing.catch(() => {}) // handled by whoever awaits it; S3Store.remove does not
+    return clearing
   }
 }
 

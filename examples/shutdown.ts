@@ -70,8 +70,10 @@ export function shutDownOnSignals(
       return
     }
     started = true
+    // Started first: its first step closes the listener, so nothing connects after this line.
+    const done = shutdown()
     log(`${signal}: shutting down (lock holders answer, then the etcd session is revoked)`)
-    shutdown().then(
+    done.then(
       () => process.exit(0),
       (error: unknown) => {
         console.error(error)
