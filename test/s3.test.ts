@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { request } from 'node:http'
 import { DefaultHttpStack, type HttpStack, Upload } from 'tus-js-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type Child, runProcess } from './harness/child.js'
+import { runProcess } from './harness/child.js'
 import {
   deferCleanup,
   endpoints,
@@ -81,13 +81,6 @@ function alternating(instances: Instance[]): HttpStack & { served: string[] } {
       return inner.createRequest(method, target.href)
     },
   }
-}
-
-/** Resolves once `child` has exited (sends it nothing). */
-function exited(child: Child): Promise<void> {
-  const { process: proc } = child
-  if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve) => proc.once('exit', () => resolve()))
 }
 
 function sha256(data: Buffer | undefined): string {
@@ -299,7 +292,7 @@ describe('examples/s3.ts: S3Store with cache: locker.kvStore(), two instances', 
     })
     patch.on('error', () => {}) // answered: the rest of its body meets a closed connection
     patch.destroy()
-    await within(exited(a.child), 10_000, 'a exits')
+    await within(a.child.exited(), 10_000, 'a exits')
     expect(a.child.process.exitCode).toBe(0)
     // ...its session is revoked: no lock or leasing key of a is left...
     const client = newClient()

@@ -3,12 +3,10 @@
  * the PATCH, exits and leaves no lease in etcd; Ctrl-C on `examples/express.ts`, then a second
  * one while it shuts down, still revokes the session every time.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { type IncomingMessage, request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { runProcess } from './harness/child.js'
 import {
@@ -22,7 +20,6 @@ import {
   within,
 } from './harness/index.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
 const TUS = { 'Tus-Resumable': '1.0.0' }
 const LENGTH = 2_000_000
 
@@ -74,22 +71,6 @@ function slowPatch(location: string): Promise<IncomingMessage | Error> {
   })
 }
 
-const exited = (child: ChildProcess) =>
-  new Promise<number | string>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) {
-      resolve(child.exitCode ?? String(child.signalCode))
-    } else child.once('exit', (code, signal) => resolve(code ?? String(signal)))
-  })
-
-/** SIGKILL to a process group still there, by its leader's pid. */
-function killGroup(pid: number): void {
-  try {
-    process.kill(-pid, 'SIGKILL')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error
-  }
-}
-
 async function leaseIsGone(lease: string): Promise<boolean> {
   // etcdctl prints lease ids in hex, as the examples log them.
   const list = await etcdctl(['lease', 'list'])
@@ -134,7 +115,7 @@ describe('SIGTERM to examples/node-http.ts during a slow PATCH', () => {
     const offset = Number(response.headers['upload-offset'])
     expect(offset).toBeGreaterThan(0)
     expect(offset).toBeLessThan(LENGTH)
-    expect(await within(exited(child.process), 15_000, 'the instance exits')).toBe(0)
+    expect(await within(child.exited(), 15_000, 'the instance exits')).toBe(0)
     const tookMs = performance.now() - started
     console.log(
       `[figure] SIGTERM -> PATCH answered (offset ${offset}) and exit: ${Math.round(tookMs)} ms`,
@@ -157,56 +138,36 @@ describe('Ctrl-C twice on examples/express.ts with an upload in flight', () => {
       // the whole foreground group. (Not through npx tsx: the tsx launcher answers a repeated
       // signal by SIGKILLing a child whose event loop is busy for 60 ms, which no handler
       // survives; the README says so.)
-      const group = spawn(process.execPath, ['--import', 'tsx', 'examples/express.ts'], {
-        cwd: root,
-        detached: true,
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env: {
-          ...process.env,
+      const server = runProcess(
+        process.execPath,
+        ['--import', 'tsx', 'examples/express.ts'],
+        {
           ETCD_ENDPOINTS: endpoints().join(','),
           PORT: String(port),
           FILES_DIR: await filesDirectory(),
         },
-      })
-      const pid = group.pid ?? 0
-      deferCleanup(() => killGroup(pid))
-      // One listener gathers the output; each wait checks it on every new chunk.
-      let output = ''
-      const checks = new Set<() => void>()
-      group.stdout?.on('data', (chunk: Buffer) => {
-        output += chunk.toString()
-        for (const check of checks) check()
-      })
-      const until = (matches: (text: string) => RegExpExecArray | null | boolean, what: string) =>
-        within(
-          new Promise<void>((resolve, reject) => {
-            const check = () => {
-              if (!matches(output)) return
-              checks.delete(check)
-              resolve()
-            }
-            checks.add(check)
-            group.once('exit', () => reject(new Error(`exited before ${what}: ${output}`)))
-            check()
-          }),
-          30_000,
-          what,
-        )
-      await until((text) => /tus endpoint/.test(text), 'express.ts listens')
-      const lease = /etcd session ([0-9a-f]+) granted/.exec(output)?.[1] ?? ''
+        { detached: true },
+      )
+      deferCleanup(() => server.kill())
+      const pid = server.process.pid ?? 0
+      const until = (matches: (line: string) => boolean, what: string) =>
+        within(server.waitForLine(matches), 30_000, what)
+      await until((line) => line.startsWith('tus endpoint'), 'express.ts listens')
+      const granted = server.lines().find((line) => /etcd session [0-9a-f]+ granted/.test(line))
+      const lease = /etcd session ([0-9a-f]+) granted/.exec(granted ?? '')?.[1] ?? ''
       const location = await createUpload(`http://127.0.0.1:${port}`)
       const id = location.split('/').pop() ?? ''
       const answer = slowPatch(location)
       // The POST took the lock first; the PATCH's is the second.
       await until(
-        (text) => text.split(`lock ${id} acquired`).length - 1 >= 2,
+        () => server.lines().filter((line) => line.includes(`lock ${id} acquired`)).length >= 2,
         'the PATCH holds the lock',
       )
       process.kill(-pid, 'SIGINT')
       // A second Ctrl-C (or a wrapper's relay of the first) while the shutdown drains.
-      await until((text) => /SIGINT: shutting down/.test(text), 'the shutdown starts')
+      await until((line) => line.startsWith('SIGINT: shutting down'), 'the shutdown starts')
       process.kill(-pid, 'SIGINT')
-      await within(exited(group), 20_000, `the server exits (try ${attempt + 1})`)
+      await within(server.exited(), 20_000, `the server exits (try ${attempt + 1})`)
       const response = await within(answer, 5_000, 'the PATCH ends')
       const offset = response instanceof Error ? -1 : Number(response.headers['upload-offset'])
       expect({ attempt, status: (response as IncomingMessage).statusCode }).toEqual({
@@ -216,7 +177,9 @@ describe('Ctrl-C twice on examples/express.ts with an upload in flight', () => {
       expect(offset).toBeGreaterThan(0)
       expect(offset).toBeLessThan(LENGTH)
       expect({ attempt, gone: await leaseIsGone(lease) }).toEqual({ attempt, gone: true })
-      expect(output).toMatch(/SIGINT again: still shutting down/)
+      expect(server.lines()).toContain(
+        'SIGINT again: still shutting down (the etcd session is revoked first)',
+      )
     }
   })
 })

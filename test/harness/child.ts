@@ -12,6 +12,8 @@ export interface Child {
   send(line: string): void
   /** Sends `signal` to the child's pid and resolves once it has exited. */
   kill(signal?: NodeJS.Signals): Promise<void>
+  /** Resolves once the child has exited (sends it nothing), with its exit code or signal. */
+  exited(): Promise<number | string>
 }
 
 const children = new Set<ChildProcess>()
@@ -26,13 +28,25 @@ export function runTs(file: string, args: string[]): Child {
   return runProcess(process.execPath, ['--import', 'tsx', path, ...args])
 }
 
-export function runProcess(command: string, args: string[], env?: NodeJS.ProcessEnv): Child {
+/**
+ * `command` in a process of its own. `detached`: also in a process group of its own (its pid is
+ * the group's), as a terminal's foreground job is, for tests that signal the whole group.
+ */
+export function runProcess(
+  command: string,
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+  options: { detached?: boolean } = {},
+): Child {
   const child = spawn(command, args, {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, ...env },
+    detached: options.detached ?? false,
   })
   children.add(child)
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const exited = new Promise<number | string>((resolve) =>
+    child.once('exit', (code, signal) => resolve(code ?? String(signal))),
+  )
   exited.then(() => children.delete(child))
   const lines: string[] = []
   const waiters: Array<() => void> = []
@@ -73,5 +87,6 @@ export function runProcess(command: string, args: string[], env?: NodeJS.Process
       }
       await exited
     },
+    exited: () => exited,
   }
 }
