@@ -4,7 +4,7 @@ import type { LockerEvents, ReleaseCause } from '../events.js'
 import { describe } from '../keys.js'
 import { accessError, backoffMs, isRetryable } from '../session/etcd-calls.js'
 import type { Session } from '../session/session.js'
-import { abortable, delay, LinkedAbort, settledWithin } from '../util/abort.js'
+import { abortable, delay, LinkedAbort, onAbort, settledWithin } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
 import { ContentionWatch } from './contention-watch.js'
@@ -75,6 +75,8 @@ export class LockRequest {
   private waitingOn: WaitingOn = 'local-request'
   private waitingFor: string | undefined
   private heldSince = 0
+  /** Removes the session-lost listener of the hold. */
+  private forgetSessionLost: () => void = () => {}
 
   constructor(
     private readonly context: LockContext,
@@ -171,7 +173,7 @@ export class LockRequest {
       String(entry.revision),
       retained ? ', kept from the last unlock' : '',
     )
-    entry.session.signal.addEventListener('abort', this.onSessionLost, { once: true })
+    this.forgetSessionLost = onAbort(entry.session.signal, this.onSessionLost)
     if (entry.session.isLost) this.onSessionLost()
     if (this.contended !== undefined) this.askToRelease(this.contended)
     if (queue.size > 1) this.askToRelease('local-waiter')
@@ -209,7 +211,7 @@ export class LockRequest {
     this.state = 'done'
     clearTimeout(this.watchTimer)
     const { entry, watch } = this
-    entry?.session.signal.removeEventListener('abort', this.onSessionLost)
+    this.forgetSessionLost()
     log.lock('%s: unlock', this.queuePrefix)
     this.context.emit('lockReleased', { id: this.id, heldMs: Date.now() - this.heldSince })
     const queue = this.context.localQueue(this.queuePrefix)

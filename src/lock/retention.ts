@@ -1,5 +1,5 @@
 import type { Namespace } from 'etcd3'
-import { abortable, settledWithin } from '../util/abort.js'
+import { abortable, onAbort, settledWithin } from '../util/abort.js'
 import { log } from '../util/log.js'
 import { type ContentionListener, ContentionWatch } from './contention-watch.js'
 import type { QueueEntry } from './queue-entry.js'
@@ -27,7 +27,8 @@ export interface KeptKey {
 
 interface Retained extends KeptKey {
   readonly timer: NodeJS.Timeout
-  readonly onSessionLost: () => void
+  /** Removes the listener that drops the key with its session. */
+  readonly forgetSessionLost: () => void
 }
 
 /**
@@ -88,11 +89,12 @@ export class Retention {
     const kept =
       watch ?? new ContentionWatch(this.client, queuePrefix, entry.key, revision, listener)
     kept.listener = listener
-    const onSessionLost = () => this.drop(queuePrefix, 'the session was lost')
-    entry.session.signal.addEventListener('abort', onSessionLost, { once: true })
+    const forgetSessionLost = onAbort(entry.session.signal, () =>
+      this.drop(queuePrefix, 'the session was lost'),
+    )
     const timer = setTimeout(() => this.giveUp(queuePrefix, 'unused'), this.retainMs)
     timer.unref()
-    this.kept.set(queuePrefix, { entry, watch: kept, timer, onSessionLost })
+    this.kept.set(queuePrefix, { entry, watch: kept, timer, forgetSessionLost })
     log.lock('%s: retained for %dms', queuePrefix, this.retainMs)
     return true
   }
@@ -228,7 +230,7 @@ export class Retention {
     if (kept === undefined) return undefined
     this.kept.delete(queuePrefix)
     clearTimeout(kept.timer)
-    kept.entry.session.signal.removeEventListener('abort', kept.onSessionLost)
+    kept.forgetSessionLost()
     return kept
   }
 }

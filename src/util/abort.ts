@@ -1,18 +1,65 @@
 /** Small helpers to wait on promises and timers without ever outliving an AbortSignal. */
 
+/** The listeners {@link onAbort} added to each signal, behind one listener of the signal's own. */
+const fanOuts = new WeakMap<AbortSignal, Set<() => void>>()
+
+/**
+ * Calls `listener` once when `signal` aborts (not if it has already); returns what removes it.
+ * Adding and removing cost the same however many listeners the signal has: an EventTarget's own
+ * `removeEventListener` walks all of them, and a session's signal has one per lock held, kept
+ * or waited for (with 10 000 locks, a lock cycle spent most of its time there). Listeners run
+ * in the order they were added; one removed while others run is not called, one added then is
+ * not either, and one that throws does not stop the rest (its error is thrown on its own, as
+ * an EventTarget's listener's would be).
+ */
+export function onAbort(signal: AbortSignal, listener: () => void): () => void {
+  if (signal.aborted) return noop
+  let listeners = fanOuts.get(signal)
+  if (listeners === undefined) {
+    const added = new Set<() => void>()
+    listeners = added
+    fanOuts.set(signal, added)
+    signal.addEventListener(
+      'abort',
+      () => {
+        fanOuts.delete(signal)
+        for (const call of [...added]) {
+          if (!added.delete(call)) continue // removed by a listener that ran before it
+          try {
+            call()
+          } catch (error) {
+            queueMicrotask(() => {
+              throw error
+            })
+          }
+        }
+      },
+      { once: true },
+    )
+  }
+  // A function of its own: the same listener added twice is called twice, removed one at a time.
+  const call = () => listener()
+  const set = listeners
+  set.add(call)
+  return () => {
+    set.delete(call)
+  }
+}
+
+const noop = () => {}
+
 /** Resolves with `promise`, or rejects with `signal.reason` as soon as the signal aborts. */
 export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason)
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
+    const remove = onAbort(signal, () => reject(signal.reason))
     promise.then(
       (value) => {
-        signal.removeEventListener('abort', onAbort)
+        remove()
         resolve(value)
       },
       (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
+        remove()
         reject(error)
       },
     )
@@ -24,14 +71,13 @@ export function delay(ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason)
   return new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
+      remove()
       resolve()
     }, ms)
-    const onAbort = () => {
+    const remove = onAbort(signal, () => {
       clearTimeout(timer)
       reject(signal.reason)
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
+    })
   })
 }
 
@@ -79,9 +125,7 @@ export class LinkedAbort {
       this.abort(why())
       return
     }
-    const onAbort = () => this.abort(why())
-    source.addEventListener('abort', onAbort, { once: true })
-    this.detach.push(() => source.removeEventListener('abort', onAbort))
+    this.detach.push(onAbort(source, () => this.abort(why())))
   }
 
   abort(reason: unknown): void {
