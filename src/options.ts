@@ -35,7 +35,8 @@ export interface LockerOptions {
    * no etcd call. A kept key is given up at once when anyone else queues for the upload, after
    * this long unused, beyond 1 000 kept keys, and with the session. An upload another instance
    * took from this one in the last minute is not kept, nor is any while other instances take
-   * this one's kept keys more often than it reuses them (clients spread over instances).
+   * this one's keys more than it reuses them, a take of a kept key counting as two reuses
+   * (clients spread over instances).
    */
   retainLocks?: number
   /**

@@ -13,11 +13,15 @@ const CANCEL_WAIT_MS = 1_000
 /** An upload another instance took from us is not retained for this long (ms). */
 export const TAKEN_COOLDOWN_MS = 60_000
 
-// Across uploads: takes by other instances minus reuses by this one, halving every 10 s. At 4 or
+// Across uploads: takes by other instances minus reuses by this one, halving every 10 s. At 3 or
 // more (clients spread over instances, as with round robin), no key is kept until it decays:
 // most kept keys would only make the next request, on another instance, wait for our delete.
-const TAKES_OVER_REUSES_LIMIT = 4
+// A take of a kept key counts twice: it costs that request two writes in a row (its enqueue,
+// then our delete) where one would do, more than a reuse saves (bench: hand-over). So two kept
+// keys taken with no reuse between, or three held locks taken, stop keeping.
+const TAKES_OVER_REUSES_LIMIT = 3
 const TAKES_HALF_LIFE_MS = 10_000
+const KEPT_TAKE_WEIGHT = 2
 
 /** A retained key, with the watch that gives it up once anyone else queues. */
 export interface KeptKey {
@@ -37,8 +41,9 @@ interface Retained extends KeptKey {
  * as anyone else queues for the upload, after `retainMs` unused, beyond
  * {@link MAX_RETAINED_LOCKS}, and dropped with its session. Uploads another instance took from
  * us in the last {@link TAKEN_COOLDOWN_MS} are not retained: round-robin clients would only wait
- * for our delete. Nor are any while other instances take this one's kept keys more often than
- * it reuses them (a deployment whose clients do not stick to an instance).
+ * for our delete. Nor are any while other instances take this one's keys more than it reuses
+ * them, a kept key's take weighing two reuses (a deployment whose clients do not
+ * stick to an instance).
  */
 export class Retention {
   // Map order is least recently retained first: the first entry goes when the cap is reached.
@@ -149,9 +154,12 @@ export class Retention {
     return undefined
   }
 
-  /** Notes that another instance took `queuePrefix` from a holder of ours. */
-  noteTaken(queuePrefix: string): void {
-    this.addToScore(1)
+  /**
+   * Notes that another instance took `queuePrefix` from us: from a holder (`weight` 1) or from
+   * a kept key ({@link KEPT_TAKE_WEIGHT}).
+   */
+  noteTaken(queuePrefix: string, weight = 1): void {
+    this.addToScore(weight)
     this.taken.delete(queuePrefix)
     this.taken.set(queuePrefix, Date.now())
     for (const [oldest, at] of this.taken) {
@@ -200,7 +208,7 @@ export class Retention {
   private giveUp(queuePrefix: string, why: string, taken = false): void {
     const kept = this.remove(queuePrefix)
     if (kept === undefined) return
-    if (taken) this.noteTaken(queuePrefix)
+    if (taken) this.noteTaken(queuePrefix, KEPT_TAKE_WEIGHT)
     log.lock('%s: retained key given up: %s', queuePrefix, why)
     this.deleteTracked(queuePrefix, kept, !taken)
   }

@@ -165,6 +165,66 @@ describe('lock retention', () => {
     await untilNoKeys(newClient(etcd.endpoints), prefix)
   })
 
+  /** A keeps upload `id`, then B takes it from A's kept key. */
+  const keptThenTaken = async (
+    a: ReturnType<typeof newLocker>,
+    b: ReturnType<typeof newLocker>,
+    id: string,
+  ) => {
+    const held = a.newLock(id)
+    await held.lock(never(), () => {})
+    await held.unlock()
+    expect(a.retainedLocks, `A keeps ${id}`).toBe(1)
+    const taker = b.newLock(id)
+    await within(
+      taker.lock(never(), () => {}),
+      5_000,
+      `B takes ${id}`,
+    )
+    await taker.unlock()
+  }
+
+  it('an instance whose kept keys other instances take (round robin) stops keeping any', async () => {
+    const prefix = uniquePrefix('spread')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const b = newLocker({ prefix, ttl: 10, retainLocks: 0 }, etcd.endpoints)
+    // Two uploads in a row whose next request went to the other instance: each made that
+    // request wait for A's delete, which costs it more than a reuse saves.
+    await keptThenTaken(a, b, 'u1')
+    await keptThenTaken(a, b, 'u2')
+    const next = a.newLock('u3')
+    await next.lock(never(), () => {})
+    await next.unlock()
+    expect(a.retainedLocks, 'a third upload is not kept').toBe(0)
+    await untilNoKeys(newClient(etcd.endpoints), prefix)
+  })
+
+  it('an instance whose clients mostly stick keeps its keys through an occasional take', async () => {
+    const prefix = uniquePrefix('sticky')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const b = newLocker({ prefix, ttl: 10, retainLocks: 0 }, etcd.endpoints)
+    const hits: boolean[] = []
+    a.on('lockAcquired', ({ retained }) => hits.push(retained))
+    for (let upload = 0; upload < 5; upload++) {
+      // Three requests of one upload on A, then its last one on B.
+      for (let request = 0; request < 3; request++) {
+        const lock = a.newLock(`s${upload}`)
+        await lock.lock(never(), () => {})
+        await lock.unlock()
+      }
+      const taker = b.newLock(`s${upload}`)
+      await within(
+        taker.lock(never(), () => {}),
+        5_000,
+        `B takes s${upload}`,
+      )
+      await taker.unlock()
+    }
+    // Every second and third request of each upload held A's kept key.
+    expect(hits).toEqual(Array(5).fill([false, true, true]).flat())
+    await untilNoKeys(newClient(etcd.endpoints), prefix)
+  })
+
   it('close() with kept locks leaves no key', async () => {
     const prefix = uniquePrefix('close')
     const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
