@@ -84,12 +84,13 @@ export async function runBench(options: {
 /** The results as a Markdown table, as the README shows them. */
 export function markdownTable(run: BenchRun): string {
   const lines = [
-    '| scenario | measure | median | p99 | unit | goal |',
+    '| scenario | measure | median | p99 (or range of rounds) | unit | goal |',
     '|---|---|---:|---:|---|---|',
   ]
   for (const r of run.results) {
     const goal = r.goal ? `${r.goal.higherIsBetter ? '>=' : '<='} ${r.goal.value}` : ''
-    lines.push(`| ${r.scenario} | ${r.name} | ${r.value} | ${r.p99 ?? ''} | ${r.unit} | ${goal} |`)
+    const spread = r.range ? `${r.range[0]} to ${r.range[1]}` : (r.p99 ?? '')
+    lines.push(`| ${r.scenario} | ${r.name} | ${r.value} | ${spread} | ${r.unit} | ${goal} |`)
   }
   return lines.join('\n')
 }
