@@ -3,11 +3,14 @@ import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { noop } from 'cockatiel'
 import { Etcd3, type IOptions } from 'etcd3'
-import { afterEach, inject } from 'vitest'
+import { afterAll, afterEach, beforeAll, inject } from 'vitest'
 import { Etcd3Locker, type LockerOptions } from '../../src/index.js'
 import { untilKeys } from './key-count.js'
 
 export { type EtcdCluster, type EtcdMember, freePort, startEtcd } from './etcd.js'
+
+import { type EtcdCluster, startEtcd } from './etcd.js'
+
 export { etcdMetric } from './etcd-metrics.js'
 export { untilKeys } from './key-count.js'
 export { captureLog } from './log-lines.js'
@@ -145,4 +148,28 @@ export async function rejectionOf(
     `${what} settles`,
   )
   return { error, ms: performance.now() - started }
+}
+
+/**
+ * An etcd member of the calling test file's own, started before its tests and stopped after
+ * them: counts read from its /metrics see that file's requests only.
+ */
+export function privateEtcd(): { readonly cluster: EtcdCluster; readonly endpoint: string } {
+  let cluster: EtcdCluster | undefined
+  beforeAll(async () => {
+    cluster = await startEtcd(1)
+  })
+  afterAll(() => cluster?.stop())
+  const started = () => {
+    if (cluster === undefined) throw new Error('the private etcd starts in beforeAll')
+    return cluster
+  }
+  return {
+    get cluster() {
+      return started()
+    },
+    get endpoint() {
+      return started().endpoints[0] ?? ''
+    },
+  }
 }

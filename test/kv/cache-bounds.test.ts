@@ -3,28 +3,21 @@
  * longer than `cacheIdle`, and a deleted key is evicted. Counted in etcd (leasing keys under
  * P/.kvlease/, and etcd's own watcher gauge, on a member of this file's own), not in our code.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
-  type EtcdCluster,
   etcdMetric,
   keysUnder,
   newClient,
   newLocker,
-  startEtcd,
+  privateEtcd,
   uniquePrefix,
 } from '../harness/index.js'
 import { untilKeys } from '../harness/key-count.js'
 
 describe('a bounded leasing cache', () => {
-  let etcd: EtcdCluster
-  let endpoint: string
-  beforeAll(async () => {
-    etcd = await startEtcd(1)
-    endpoint = etcd.endpoints[0] ?? ''
-  })
-  afterAll(() => etcd?.stop())
+  const etcd = privateEtcd()
 
-  const watchers = () => etcdMetric(endpoint, 'etcd_debugging_mvcc_watcher_total')
+  const watchers = () => etcdMetric(etcd.endpoint, 'etcd_debugging_mvcc_watcher_total')
 
   /** Watchers on the member once the count has settled at `done` (bounded wait, no sleep). */
   const untilWatchers = async (done: (n: number) => boolean, what: string) => {
@@ -39,7 +32,7 @@ describe('a bounded leasing cache', () => {
 
   /** A locker (its KV store only: no lock, so no watch of its own), and etcd's watcher count. */
   const lockerAndBaseline = async (prefix: string) => {
-    const locker = newLocker({ prefix, ttl: 10 }, etcd.endpoints)
+    const locker = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints)
     await locker.ready()
     return { locker, baseline: await watchers() }
   }
@@ -51,7 +44,7 @@ describe('a bounded leasing cache', () => {
     const writer = locker.kvStore<{ n: number }>({ leasing: false })
     for (let n = 0; n < 1_000; n++) await writer.set(`k${n}`, { n })
     for (let n = 0; n < 1_000; n++) expect(await store.get(`k${n}`)).toEqual({ n })
-    const client = newClient(etcd.endpoints)
+    const client = newClient(etcd.cluster.endpoints)
     await untilKeys(client, `${prefix}/.kvlease/`, (count) => count <= 100)
     const settled = await untilWatchers((n) => n - baseline <= 100, 'after 1000 reads')
     const leasing = (await keysUnder(client, `${prefix}/.kvlease/`)).length
@@ -74,7 +67,7 @@ describe('a bounded leasing cache', () => {
     for (let n = 0; n < 50; n++) await store.set(`k${n}`, { n })
     for (let n = 0; n < 50; n++) await store.get(`k${n}`)
     expect(store.cachedKeys).toBe(50)
-    const client = newClient(etcd.endpoints)
+    const client = newClient(etcd.cluster.endpoints)
     await untilKeys(client, `${prefix}/.kvlease/`, (count) => count === 0)
     await untilWatchers((n) => n <= baseline, 'after cacheIdle')
     expect(store.cachedKeys).toBe(0)
@@ -91,13 +84,13 @@ describe('a bounded leasing cache', () => {
     await store.set('gone', { n: 1 })
     expect(await store.get('gone')).toEqual({ n: 1 })
     expect(store.cachedKeys).toBe(1)
-    const proposals = await etcdMetric(endpoint, 'etcd_server_proposals_committed_total')
+    const proposals = await etcdMetric(etcd.endpoint, 'etcd_server_proposals_committed_total')
     await store.delete('gone')
-    expect((await etcdMetric(endpoint, 'etcd_server_proposals_committed_total')) - proposals).toBe(
-      1,
-    )
+    expect(
+      (await etcdMetric(etcd.endpoint, 'etcd_server_proposals_committed_total')) - proposals,
+    ).toBe(1)
     expect(store.cachedKeys).toBe(0)
-    const client = newClient(etcd.endpoints)
+    const client = newClient(etcd.cluster.endpoints)
     expect(await keysUnder(client, `${prefix}/.kvlease/`)).toEqual([])
     await untilWatchers((n) => n <= baseline, 'after the delete')
     expect(await store.get('gone')).toBeUndefined()
@@ -111,7 +104,7 @@ describe('a bounded leasing cache', () => {
     { options: { cacheIdle: Number.NaN }, error: RangeError, message: /"cacheIdle"/ },
     { options: { cacheIdle: 2 ** 31 }, error: RangeError, message: /"cacheIdle"/ },
   ])('refuses $options', ({ options, error, message }) => {
-    const locker = newLocker({ prefix: uniquePrefix('bad'), ttl: 10 }, etcd.endpoints)
+    const locker = newLocker({ prefix: uniquePrefix('bad'), ttl: 10 }, etcd.cluster.endpoints)
     expect(() => locker.kvStore(options as never)).toThrow(error)
     expect(() => locker.kvStore(options as never)).toThrow(message)
   })

@@ -6,16 +6,15 @@
  */
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { runProcess } from '../harness/child.js'
 import {
-  type EtcdCluster,
   etcdMetric,
   keysUnder,
   newClient,
   newLocker,
+  privateEtcd,
   signal,
-  startEtcd,
   uniquePrefix,
   untilNoKeys,
   within,
@@ -28,22 +27,19 @@ const never = () => new AbortController().signal
 const LONG_RETAIN_MS = 60_000
 
 describe('lock retention', () => {
-  let etcd: EtcdCluster
-  let endpoint: string
-  beforeAll(async () => {
-    etcd = await startEtcd(1)
-    endpoint = etcd.endpoints[0] ?? ''
-  })
-  afterAll(() => etcd?.stop())
+  const etcd = privateEtcd()
 
   /** Every request etcd handled: unary calls, and watch creates and cancels on the stream. */
   const etcdRequests = async () =>
-    (await etcdMetric(endpoint, 'grpc_server_handled_total', { grpc_type: 'unary' })) +
-    (await etcdMetric(endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' }))
-  const proposals = () => etcdMetric(endpoint, 'etcd_server_proposals_committed_total')
+    (await etcdMetric(etcd.endpoint, 'grpc_server_handled_total', { grpc_type: 'unary' })) +
+    (await etcdMetric(etcd.endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' }))
+  const proposals = () => etcdMetric(etcd.endpoint, 'etcd_server_proposals_committed_total')
 
   const cycles = async (retainLocks: number, n: number) => {
-    const locker = newLocker({ prefix: uniquePrefix('hit'), ttl: 10, retainLocks }, etcd.endpoints)
+    const locker = newLocker(
+      { prefix: uniquePrefix('hit'), ttl: 10, retainLocks },
+      etcd.cluster.endpoints,
+    )
     const hits: boolean[] = []
     locker.on('lockAcquired', ({ retained }) => hits.push(retained))
     const first = locker.newLock('u')
@@ -83,12 +79,12 @@ describe('lock retention', () => {
 
   it('a waiter on another instance takes a kept lock long before retainLocks', async () => {
     const prefix = uniquePrefix('take')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
     const lock = a.newLock('u')
     await lock.lock(never(), () => {})
     await lock.unlock()
     expect(a.retainedLocks).toBe(1)
-    const b = newLocker({ prefix, ttl: 10 }, etcd.endpoints).newLock('u')
+    const b = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
     const started = performance.now()
     await within(
       b.lock(never(), () => {}),
@@ -102,11 +98,11 @@ describe('lock retention', () => {
 
   it('etcdctl lock takes a kept lock long before retainLocks', async () => {
     const prefix = uniquePrefix('take-ctl')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
     const lock = a.newLock('u')
     await lock.lock(never(), () => {})
     await lock.unlock()
-    const ctl = runProcess('etcdctl', [`--endpoints=${endpoint}`, 'lock', `${prefix}/u`], {
+    const ctl = runProcess('etcdctl', [`--endpoints=${etcd.endpoint}`, 'lock', `${prefix}/u`], {
       ETCDCTL_API: '3',
     })
     try {
@@ -123,13 +119,13 @@ describe('lock retention', () => {
 
   it("the CLI's release takes a kept lock long before retainLocks", async () => {
     const prefix = uniquePrefix('take-cli')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
     const lock = a.newLock('u')
     await lock.lock(never(), () => {})
     await lock.unlock()
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', MAIN, 'release', 'u', '--endpoints', endpoint, '--prefix', prefix],
+      ['--import', 'tsx', MAIN, 'release', 'u', '--endpoints', etcd.endpoint, '--prefix', prefix],
       { stdio: 'ignore' },
     )
     const code = await within(
@@ -139,13 +135,13 @@ describe('lock retention', () => {
     ).finally(() => child.pid && child.exitCode === null && process.kill(child.pid, 'SIGKILL'))
     expect(code).toBe(0)
     expect(a.retainedLocks).toBe(0)
-    await untilNoKeys(newClient(etcd.endpoints), prefix)
+    await untilNoKeys(newClient(etcd.cluster.endpoints), prefix)
   })
 
   it('an upload another instance took is not kept for a while: unlock deletes its key', async () => {
     const prefix = uniquePrefix('taken')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
-    const b = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
+    const b = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
     const first = a.newLock('u')
     await first.lock(never(), () => {})
     await first.unlock()
@@ -162,7 +158,7 @@ describe('lock retention', () => {
     await again.unlock()
     expect(a.retainedLocks).toBe(0) // taken from A a moment ago: not kept
     expect(b.retainedLocks).toBe(0)
-    await untilNoKeys(newClient(etcd.endpoints), prefix)
+    await untilNoKeys(newClient(etcd.cluster.endpoints), prefix)
   })
 
   /** A keeps upload `id`, then B takes it from A's kept key. */
@@ -186,8 +182,8 @@ describe('lock retention', () => {
 
   it('an instance whose kept keys other instances take (round robin) stops keeping any', async () => {
     const prefix = uniquePrefix('spread')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
-    const b = newLocker({ prefix, ttl: 10, retainLocks: 0 }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
+    const b = newLocker({ prefix, ttl: 10, retainLocks: 0 }, etcd.cluster.endpoints)
     // Two uploads in a row whose next request went to the other instance: each made that
     // request wait for A's delete, which costs it more than a reuse saves.
     await keptThenTaken(a, b, 'u1')
@@ -196,13 +192,13 @@ describe('lock retention', () => {
     await next.lock(never(), () => {})
     await next.unlock()
     expect(a.retainedLocks, 'a third upload is not kept').toBe(0)
-    await untilNoKeys(newClient(etcd.endpoints), prefix)
+    await untilNoKeys(newClient(etcd.cluster.endpoints), prefix)
   })
 
   it('an instance whose clients mostly stick keeps its keys through an occasional take', async () => {
     const prefix = uniquePrefix('sticky')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
-    const b = newLocker({ prefix, ttl: 10, retainLocks: 0 }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
+    const b = newLocker({ prefix, ttl: 10, retainLocks: 0 }, etcd.cluster.endpoints)
     const hits: boolean[] = []
     a.on('lockAcquired', ({ retained }) => hits.push(retained))
     for (let upload = 0; upload < 5; upload++) {
@@ -222,18 +218,18 @@ describe('lock retention', () => {
     }
     // Every second and third request of each upload held A's kept key.
     expect(hits).toEqual(Array(5).fill([false, true, true]).flat())
-    await untilNoKeys(newClient(etcd.endpoints), prefix)
+    await untilNoKeys(newClient(etcd.cluster.endpoints), prefix)
   })
 
   it('close() with kept locks leaves no key', async () => {
     const prefix = uniquePrefix('close')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
     for (const id of ['u1', 'u2', 'u3']) {
       const lock = a.newLock(id)
       await lock.lock(never(), () => {})
       await lock.unlock()
     }
-    const client = newClient(etcd.endpoints)
+    const client = newClient(etcd.cluster.endpoints)
     expect(await keysUnder(client, prefix)).toHaveLength(3)
     expect(a.retainedLocks).toBe(3)
     await a.close()
@@ -243,7 +239,7 @@ describe('lock retention', () => {
 
   it('a lost session drops its kept locks; the next lock takes a new key on a new session', async () => {
     const prefix = uniquePrefix('lost')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
     let lease = ''
     a.on('sessionGranted', (info) => {
       lease = info.lease
@@ -255,7 +251,7 @@ describe('lock retention', () => {
     await lock.unlock()
     expect(a.retainedLocks).toBe(1)
     // An operator revokes the lease: etcd deletes the kept key with it.
-    const client = newClient(etcd.endpoints)
+    const client = newClient(etcd.cluster.endpoints)
     const [key] = await keysUnder(client, prefix)
     const hex = (key ?? '').slice((key ?? '').lastIndexOf('/') + 1)
     await client.leaseClient.leaseRevoke({ ID: BigInt(`0x${hex}`).toString() })
@@ -275,13 +271,13 @@ describe('lock retention', () => {
 
   it('a kept key deleted by hand is never used again: another instance and we never both hold', async () => {
     const prefix = uniquePrefix('deleted')
-    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10, retainLocks: LONG_RETAIN_MS }, etcd.cluster.endpoints)
     const lock = a.newLock('u')
     await lock.lock(never(), () => {})
     await lock.unlock()
-    const client = newClient(etcd.endpoints)
+    const client = newClient(etcd.cluster.endpoints)
     await client.delete().prefix(`${prefix}/u/`)
-    const b = newLocker({ prefix, ttl: 10 }, etcd.endpoints).newLock('u')
+    const b = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
     await b.lock(never(), () => {})
     let aHolds = false
     const again = a.newLock('u')
@@ -300,10 +296,10 @@ describe('lock retention', () => {
 
   it('compaction under a long hold: the watch resumes once, no restart loop', async () => {
     const prefix = uniquePrefix('compacted')
-    const a = newLocker({ prefix, ttl: 10 }, etcd.endpoints)
-    const client = newClient(etcd.endpoints)
+    const a = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints)
+    const client = newClient(etcd.cluster.endpoints)
     const watchMessages = () =>
-      etcdMetric(endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' })
+      etcdMetric(etcd.endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' })
     const lock = a.newLock('u')
     const released = signal()
     await lock.lock(never(), () => released.fire())
@@ -318,7 +314,7 @@ describe('lock retention', () => {
     // One create cancelled by the compaction, one create from the current revision.
     expect(watches).toBeLessThanOrEqual(3)
     // And the watch works: a waiter is heard, and takes the lock.
-    const b = newLocker({ prefix, ttl: 10 }, etcd.endpoints).newLock('u')
+    const b = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
     const waiting = b.lock(never(), () => {})
     await within(released.promise, 5_000, 'the holder hears the waiter')
     await lock.unlock()

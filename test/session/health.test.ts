@@ -1,31 +1,26 @@
 import { Etcd3 } from 'etcd3'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createEtcdClient, Etcd3Locker, LockerError } from '../../src/index.js'
 import {
   deferCleanup,
-  type EtcdCluster,
   endpoints,
+  privateEtcd,
   rejectionOf,
-  startEtcd,
   uniquePrefix,
   within,
 } from '../harness/index.js'
 
 describe('locker.health() (readiness: could a lock be taken now?)', () => {
-  let etcd: EtcdCluster
-  beforeAll(async () => {
-    etcd = await startEtcd(1)
-  })
-  afterAll(() => etcd?.stop())
+  const etcd = privateEtcd()
 
   it('resolves while etcd answers, rejects with 503 once it does not, resolves again when it is back', async () => {
-    const client = createEtcdClient({ hosts: etcd.endpoints })
+    const client = createEtcdClient({ hosts: etcd.cluster.endpoints })
     deferCleanup(() => client.close())
     const locker = new Etcd3Locker(client, { prefix: uniquePrefix('health'), ttl: 10 })
     deferCleanup(() => locker.close())
     await within(locker.health(), 3_000, 'health() with etcd up')
 
-    const member = etcd.members[0]
+    const member = etcd.cluster.members[0]
     if (!member) throw new Error('no member')
     await member.kill()
     // The session is still trusted (ttl 10): health() must not trust it alone.

@@ -1,12 +1,5 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  deferCleanup,
-  type EtcdCluster,
-  etcdMetric,
-  newLocker,
-  startEtcd,
-  uniquePrefix,
-} from '../harness/index.js'
+import { describe, expect, it } from 'vitest'
+import { deferCleanup, etcdMetric, newLocker, privateEtcd, uniquePrefix } from '../harness/index.js'
 
 const KEEPALIVES = {
   grpc_service: 'etcdserverpb.Lease',
@@ -17,11 +10,7 @@ const KEEPALIVES = {
 // timers, which then fire after 1 ms: a keepalive every millisecond and a warning each time.
 describe('a TTL too long for a Node timer', () => {
   // A member of its own: its keepalive count is this test's alone.
-  let etcd: EtcdCluster
-  beforeAll(async () => {
-    etcd = await startEtcd(1)
-  })
-  afterAll(() => etcd?.stop())
+  const etcd = privateEtcd()
 
   it.each([3_000_000, 9_000_000_000])(
     'ttl %i s: an idle locker sends no keepalive flood and no TimeoutOverflowWarning',
@@ -30,8 +19,8 @@ describe('a TTL too long for a Node timer', () => {
       const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`)
       process.on('warning', onWarning)
       deferCleanup(() => process.off('warning', onWarning))
-      const endpoint = etcd.endpoints[0] ?? ''
-      const locker = newLocker({ prefix: uniquePrefix('huge-ttl'), ttl }, etcd.endpoints)
+      const endpoint = etcd.endpoint
+      const locker = newLocker({ prefix: uniquePrefix('huge-ttl'), ttl }, etcd.cluster.endpoints)
       await locker.ready()
       const lock = locker.newLock('u')
       await lock.lock(new AbortController().signal, () => {})
