@@ -39,8 +39,16 @@ export class ContentionWatch {
     private readonly revision: bigint,
     /** Who hears of it: changes as the key passes between a holder and retention. */
     public listener: ContentionListener,
+    /**
+     * `'read'`: read the queue once, then watch from that read's revision. For a key that
+     * waited before it held: a watch from its old create revision makes etcd decode every
+     * revision since, of every key, to catch it up (and with thousands of such watches etcd
+     * spends its CPU there), while one read of the upload's queue costs it almost nothing.
+     */
+    startWith: 'watch' | 'read' = 'watch',
   ) {
-    this.watchFrom(revision + 1n)
+    if (startWith === 'read') this.readThenWatch(0)
+    else this.watchFrom(revision + 1n)
   }
 
   /** Whether the watch has told its listener, or was stopped. */
@@ -114,7 +122,7 @@ export class ContentionWatch {
 
   /**
    * One read of the queue from our revision on: our key first (else it is gone), anything after
-   * it is a waiter; otherwise watch again from the read's revision + 1. Retried, backing off,
+   * it is a waiter; otherwise watch from the read's revision + 1. Retried, backing off,
    * until etcd answers or the watch is stopped. Runs outside the client's 'disconnected' emit: a
    * watch attached while the etcd3 client handles its broken stream can leave it two streams.
    */

@@ -187,6 +187,7 @@ export class LockRequest {
           entry.key,
           revision,
           this.contentionListener,
+          entry.heldAtEnqueue ? 'watch' : 'read',
         )
       }, CONTENTION_WATCH_DELAY_MS)
     }

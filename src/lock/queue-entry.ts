@@ -30,6 +30,7 @@ export class QueueEntry {
   private seenAtEnqueue: Predecessor | undefined
   private enqueued: Promise<bigint> | undefined
   private rev: bigint | undefined
+  private firstAtEnqueue = false
 
   constructor(
     private readonly client: Namespace,
@@ -61,6 +62,15 @@ export class QueueEntry {
   /** Create revision of our key: our place in the queue. */
   get revision(): bigint | undefined {
     return this.rev
+  }
+
+  /**
+   * Whether the enqueue txn found our key first in the queue: the lock was held at once, so
+   * our create revision is (about) etcd's revision when the hold began. Otherwise the hold came
+   * after a wait, and etcd may have moved on by any number of revisions since.
+   */
+  get heldAtEnqueue(): boolean {
+    return this.firstAtEnqueue
   }
 
   /**
@@ -97,10 +107,12 @@ export class QueueEntry {
     const found = res.responses[1]?.response_range?.kvs ?? []
     if (!res.succeeded) {
       const owner = found[0]
-      return owner !== undefined && createRevision(owner) === rev
+      this.firstAtEnqueue = owner !== undefined && createRevision(owner) === rev
+      return this.firstAtEnqueue
     }
     // [ours, the one before it, anything older]
     const [, before, older] = found
+    this.firstAtEnqueue = before === undefined
     if (before === undefined) return true
     this.seenAtEnqueue = {
       key: before.key.subarray(this.client.prefix.length).toString(),

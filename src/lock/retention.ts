@@ -92,7 +92,15 @@ export class Retention {
       keyDeleted: () => this.drop(queuePrefix, 'its key was deleted in etcd'),
     }
     const kept =
-      watch ?? new ContentionWatch(this.client, queuePrefix, entry.key, revision, listener)
+      watch ??
+      new ContentionWatch(
+        this.client,
+        queuePrefix,
+        entry.key,
+        revision,
+        listener,
+        entry.heldAtEnqueue ? 'watch' : 'read',
+      )
     kept.listener = listener
     const forgetSessionLost = onAbort(entry.session.signal, () =>
       this.drop(queuePrefix, 'the session was lost'),

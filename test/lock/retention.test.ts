@@ -294,6 +294,42 @@ describe('lock retention', () => {
     await again.unlock()
   })
 
+  it('a lock held after a wait starts its contention watch from a read: none from its old revision', async () => {
+    const prefix = uniquePrefix('waited')
+    const client = newClient(etcd.cluster.endpoints)
+    const watchMessages = () =>
+      etcdMetric(etcd.endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' })
+    const a = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
+    const contended = signal()
+    await a.lock(never(), () => contended.fire())
+    const bLocker = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints)
+    const b = bLocker.newLock('u')
+    const bReleased = signal()
+    const bHolds = b.lock(never(), () => bReleased.fire())
+    await within(contended.promise, 5_000, 'A hears B queue')
+    // etcd moves on while B waits, and compacts: B's create revision is history now. A watch
+    // from it would make etcd decode every revision since (here: refuse it, compacted).
+    await client.put(`${prefix}-other`).value('x').exec()
+    const put = await client.put(`${prefix}-other`).value('y').exec()
+    await client.kv.compact({ revision: put.header.revision, physical: true })
+    const before = await watchMessages()
+    await a.unlock()
+    await within(bHolds, 5_000, 'B holds')
+    await new Promise((resolve) => setTimeout(resolve, 1_000)) // B's watch starts 50 ms in
+    const watches = (await watchMessages()) - before
+    console.log(`[figure] lock held after a wait, history compacted: ${watches} watch messages`)
+    // The cancel of B's wait, and one create from the read's revision: no create that etcd
+    // refuses (or, uncompacted, catches up from B's old revision).
+    expect(watches).toBe(2)
+    // And that watch works: a waiter is heard, and takes the lock.
+    const c = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
+    const waiting = c.lock(never(), () => {})
+    await within(bReleased.promise, 5_000, 'B hears C queue')
+    await b.unlock()
+    await within(waiting, 5_000, 'C takes the lock')
+    await c.unlock()
+  })
+
   it('compaction under a long hold: the watch resumes once, no restart loop', async () => {
     const prefix = uniquePrefix('compacted')
     const a = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints)
