@@ -198,10 +198,10 @@ export async function throughput(ctx: BenchContext): Promise<Result[]> {
   return results
 }
 
-/** Scenario 4: holder unlocks -> waiter in another instance holds, vs one etcd round trip. */
 // Local reuses of each kept key before another instance takes it: 3 reuses to 1 take.
 const KEPT_REUSES = 4
 
+/** Scenario 4: holder unlocks -> waiter in another instance holds, vs one etcd round trip. */
 export async function handOver(ctx: BenchContext): Promise<Result[]> {
   const holderClient = client(ctx)
   const waiterClient = client(ctx)

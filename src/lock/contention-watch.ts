@@ -17,7 +17,8 @@ const MAX_READ_BACKOFF_MS = 1_000
 
 /**
  * Protocol step 4 for one held or retained upload: a watch on that upload's queue `P/<id>/`
- * from our key's create revision + 1, on the client's shared watch stream. An instance hears of
+ * from our key's create revision + 1 (or, for a hold that came after a wait, from one read of
+ * the queue), on the client's shared watch stream. An instance hears of
  * its own uploads only, so a lock cycle elsewhere in the fleet costs it nothing.
  *
  * A PUT of another key created after ours is a waiter; a DELETE of our own key means someone

@@ -65,9 +65,10 @@ export class QueueEntry {
   }
 
   /**
-   * Whether the enqueue txn found our key first in the queue: the lock was held at once, so
-   * our create revision is (about) etcd's revision when the hold began. Otherwise the hold came
-   * after a wait, and etcd may have moved on by any number of revisions since.
+   * Whether the enqueue txn created our key and found it first in the queue: the lock was held
+   * at once, so our create revision is (about) etcd's revision when the hold began. Otherwise
+   * the hold came after a wait (or adopted a key created earlier), and etcd may have moved on by
+   * any number of revisions since.
    */
   get heldAtEnqueue(): boolean {
     return this.firstAtEnqueue
@@ -106,9 +107,10 @@ export class QueueEntry {
     this.seenAtEnqueue = undefined
     const found = res.responses[1]?.response_range?.kvs ?? []
     if (!res.succeeded) {
+      // Our key was there already (a retry after a lost answer): it may be old, so whether it
+      // is first says nothing about when the hold began.
       const owner = found[0]
-      this.firstAtEnqueue = owner !== undefined && createRevision(owner) === rev
-      return this.firstAtEnqueue
+      return owner !== undefined && createRevision(owner) === rev
     }
     // [ours, the one before it, anything older]
     const [, before, older] = found

@@ -18,7 +18,8 @@ export const TAKEN_COOLDOWN_MS = 60_000
 // most kept keys would only make the next request, on another instance, wait for our delete.
 // A take of a kept key counts twice: it costs that request two writes in a row (its enqueue,
 // then our delete) where one would do, more than a reuse saves (bench: hand-over). So two kept
-// keys taken with no reuse between, or three held locks taken, stop keeping.
+// keys taken with no reuse between, or three held locks taken within a few seconds (the score
+// decays), stop keeping.
 const TAKES_OVER_REUSES_LIMIT = 3
 const TAKES_HALF_LIFE_MS = 10_000
 const KEPT_TAKE_WEIGHT = 2

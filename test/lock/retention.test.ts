@@ -299,23 +299,40 @@ describe('lock retention', () => {
     const client = newClient(etcd.cluster.endpoints)
     const watchMessages = () =>
       etcdMetric(etcd.endpoint, 'grpc_server_msg_received_total', { grpc_method: 'Watch' })
-    const a = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
-    const contended = signal()
-    await a.lock(never(), () => contended.fire())
-    const bLocker = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints)
+    const watchers = () => etcdMetric(etcd.endpoint, 'etcd_debugging_mvcc_watcher_total')
+    /** Polls `read` until `done` holds of its value (at most 5 s); returns that value. */
+    const until = async (read: () => Promise<number>, done: (n: number) => boolean) => {
+      const giveUpAt = Date.now() + 5_000
+      for (;;) {
+        const n = await read()
+        if (done(n) || Date.now() > giveUpAt) return n
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    }
+    // The holder is a bare queue key (as etcdctl's would be): no watch of its own to count.
+    const holderKey = `${prefix}/u/0`
+    await client.put(holderKey).value('').exec()
+    // B's watch stream is open before the count starts (a lock of another upload opens it).
+    const bLocker = newLocker({ prefix, ttl: 10, retainLocks: 0 }, etcd.cluster.endpoints)
+    const warm = bLocker.newLock('warm-up')
+    await warm.lock(never(), () => {})
+    await warm.unlock()
+    const watching = await watchers()
     const b = bLocker.newLock('u')
     const bReleased = signal()
     const bHolds = b.lock(never(), () => bReleased.fire())
-    await within(contended.promise, 5_000, 'A hears B queue')
+    expect(await until(watchers, (n) => n > watching), "B's wait watch in etcd").toBe(watching + 1)
     // etcd moves on while B waits, and compacts: B's create revision is history now. A watch
     // from it would make etcd decode every revision since (here: refuse it, compacted).
     await client.put(`${prefix}-other`).value('x').exec()
     const put = await client.put(`${prefix}-other`).value('y').exec()
     await client.kv.compact({ revision: put.header.revision, physical: true })
     const before = await watchMessages()
-    await a.unlock()
+    await client.delete().key(holderKey).exec()
     await within(bHolds, 5_000, 'B holds')
-    await new Promise((resolve) => setTimeout(resolve, 1_000)) // B's watch starts 50 ms in
+    // B's contention watch starts 50 ms into the hold; then nothing more comes.
+    await until(watchMessages, (n) => n - before >= 2)
+    await new Promise((resolve) => setTimeout(resolve, 300))
     const watches = (await watchMessages()) - before
     console.log(`[figure] lock held after a wait, history compacted: ${watches} watch messages`)
     // The cancel of B's wait, and one create from the read's revision: no create that etcd
