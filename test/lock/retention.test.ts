@@ -294,6 +294,23 @@ describe('lock retention', () => {
     await again.unlock()
   })
 
+  /**
+   * The holder's contention watch works: a waiter on another instance is heard (`released`
+   * settles), and takes upload 'u' of `prefix` once the holder unlocks.
+   */
+  const heardAndTaken = async (
+    prefix: string,
+    holder: { unlock(): Promise<void> },
+    released: Promise<void>,
+  ) => {
+    const waiter = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
+    const waiting = waiter.lock(never(), () => {})
+    await within(released, 5_000, 'the holder hears the waiter')
+    await holder.unlock()
+    await within(waiting, 5_000, 'the waiter takes the lock')
+    await waiter.unlock()
+  }
+
   it('a lock held after a wait starts its contention watch from a read: none from its old revision', async () => {
     const prefix = uniquePrefix('waited')
     const client = newClient(etcd.cluster.endpoints)
@@ -338,13 +355,7 @@ describe('lock retention', () => {
     // The cancel of B's wait, and one create from the read's revision: no create that etcd
     // refuses (or, uncompacted, catches up from B's old revision).
     expect(watches).toBe(2)
-    // And that watch works: a waiter is heard, and takes the lock.
-    const c = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
-    const waiting = c.lock(never(), () => {})
-    await within(bReleased.promise, 5_000, 'B hears C queue')
-    await b.unlock()
-    await within(waiting, 5_000, 'C takes the lock')
-    await c.unlock()
+    await heardAndTaken(prefix, b, bReleased.promise)
   })
 
   it('compaction under a long hold: the watch resumes once, no restart loop', async () => {
@@ -366,12 +377,6 @@ describe('lock retention', () => {
     console.log(`[figure] 2 s hold under compaction: ${watches} watch messages`)
     // One create cancelled by the compaction, one create from the current revision.
     expect(watches).toBeLessThanOrEqual(3)
-    // And the watch works: a waiter is heard, and takes the lock.
-    const b = newLocker({ prefix, ttl: 10 }, etcd.cluster.endpoints).newLock('u')
-    const waiting = b.lock(never(), () => {})
-    await within(released.promise, 5_000, 'the holder hears the waiter')
-    await lock.unlock()
-    await within(waiting, 5_000, 'B takes the lock')
-    await b.unlock()
+    await heardAndTaken(prefix, lock, released.promise)
   })
 })
