@@ -1,6 +1,7 @@
 import type { IEvent, Namespace, Watcher } from 'etcd3'
 import { callOptions } from '../session/etcd-calls.js'
 import { log } from '../util/log.js'
+import type { QueueEntry } from './queue-entry.js'
 
 /** What a {@link ContentionWatch} tells the one who holds or retains the upload. */
 export interface ContentionListener {
@@ -33,23 +34,28 @@ export class ContentionWatch {
   private connected = false
   private retry: NodeJS.Timeout | undefined
 
+  private readonly queuePrefix: string
+  private readonly key: string
+
+  /**
+   * Watches `entry`'s queue for it, `revision` being the entry's create revision. An entry held
+   * at once (see {@link QueueEntry.heldAtEnqueue}) is watched from `revision + 1`; one that held
+   * only after a wait reads its queue once and is watched from that read's revision: a watch
+   * from its old create revision makes etcd decode every revision since, of every key, to catch
+   * it up (and with thousands of such watches etcd spends its CPU there), while one read of the
+   * upload's queue costs it almost nothing.
+   */
   constructor(
     private readonly client: Namespace,
-    private readonly queuePrefix: string,
-    private readonly key: string,
+    entry: QueueEntry,
     private readonly revision: bigint,
     /** Who hears of it: changes as the key passes between a holder and retention. */
     public listener: ContentionListener,
-    /**
-     * `'read'`: read the queue once, then watch from that read's revision. For a key that
-     * waited before it held: a watch from its old create revision makes etcd decode every
-     * revision since, of every key, to catch it up (and with thousands of such watches etcd
-     * spends its CPU there), while one read of the upload's queue costs it almost nothing.
-     */
-    startWith: 'watch' | 'read' = 'watch',
   ) {
-    if (startWith === 'read') this.readThenWatch(0)
-    else this.watchFrom(revision + 1n)
+    this.queuePrefix = entry.queuePrefix
+    this.key = entry.key
+    if (entry.heldAtEnqueue) this.watchFrom(revision + 1n)
+    else this.readThenWatch(0)
   }
 
   /** Whether the watch has told its listener, or was stopped. */

@@ -183,11 +183,9 @@ export class LockRequest {
         if (this.state !== 'held' || revision === undefined) return
         this.watch = new ContentionWatch(
           this.context.client,
-          this.queuePrefix,
-          entry.key,
+          entry,
           revision,
           this.contentionListener,
-          entry.heldAtEnqueue ? 'watch' : 'read',
         )
       }, CONTENTION_WATCH_DELAY_MS)
     }

@@ -92,16 +92,7 @@ export class Retention {
       contended: () => this.giveUp(queuePrefix, 'another client queued', true),
       keyDeleted: () => this.drop(queuePrefix, 'its key was deleted in etcd'),
     }
-    const kept =
-      watch ??
-      new ContentionWatch(
-        this.client,
-        queuePrefix,
-        entry.key,
-        revision,
-        listener,
-        entry.heldAtEnqueue ? 'watch' : 'read',
-      )
+    const kept = watch ?? new ContentionWatch(this.client, entry, revision, listener)
     kept.listener = listener
     const forgetSessionLost = onAbort(entry.session.signal, () =>
       this.drop(queuePrefix, 'the session was lost'),

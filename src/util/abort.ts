@@ -14,36 +14,39 @@ const fanOuts = new WeakMap<AbortSignal, Set<() => void>>()
  */
 export function onAbort(signal: AbortSignal, listener: () => void): () => void {
   if (signal.aborted) return noop
-  let listeners = fanOuts.get(signal)
-  if (listeners === undefined) {
-    const added = new Set<() => void>()
-    listeners = added
-    fanOuts.set(signal, added)
-    signal.addEventListener(
-      'abort',
-      () => {
-        fanOuts.delete(signal)
-        for (const call of [...added]) {
-          if (!added.delete(call)) continue // removed by a listener that ran before it
-          try {
-            call()
-          } catch (error) {
-            queueMicrotask(() => {
-              throw error
-            })
-          }
-        }
-      },
-      { once: true },
-    )
-  }
+  const listeners = fanOutOf(signal)
   // A function of its own: the same listener added twice is called twice, removed one at a time.
   const call = () => listener()
-  const set = listeners
-  set.add(call)
+  listeners.add(call)
   return () => {
-    set.delete(call)
+    listeners.delete(call)
   }
+}
+
+/** The set behind `signal`'s one listener of ours, made (and that listener added) on first use. */
+function fanOutOf(signal: AbortSignal): Set<() => void> {
+  const known = fanOuts.get(signal)
+  if (known !== undefined) return known
+  const listeners = new Set<() => void>()
+  fanOuts.set(signal, listeners)
+  signal.addEventListener(
+    'abort',
+    () => {
+      fanOuts.delete(signal)
+      for (const call of [...listeners]) {
+        if (!listeners.delete(call)) continue // removed by a listener that ran before it
+        try {
+          call()
+        } catch (error) {
+          queueMicrotask(() => {
+            throw error
+          })
+        }
+      }
+    },
+    { once: true },
+  )
+  return listeners
 }
 
 const noop = () => {}
