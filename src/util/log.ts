@@ -5,4 +5,5 @@ export const log = {
   session: createDebug('tus-etcd3-locker:session'),
   lock: createDebug('tus-etcd3-locker:lock'),
   locker: createDebug('tus-etcd3-locker:locker'),
+  watch: createDebug('tus-etcd3-locker:watch'),
 }

@@ -1,0 +1,355 @@
+import { type IWatchResponse, MaintenanceClient, type Namespace, WatchClient } from 'etcd3'
+import { log } from '../util/log.js'
+import { Progress, progressAnswersAreOrdered } from './progress.js'
+import { WatchStream } from './stream.js'
+import { Phase, Watch, type WatchListener, type WatchRange } from './watch.js'
+
+/** How long the stream stays open after its last watch ended (ms): the next lock needs it. */
+const LINGER_MS = 30_000
+
+/** etcd's watch id of a refused create and of a progress answer. */
+const NO_WATCH = -1
+
+/** What a hub counts, for metrics and tests. */
+export interface WatchCounters {
+  /** Watches open now (created or being created, not ended). */
+  readonly watchesOpen: number
+  /** Creates sent and not answered yet. */
+  readonly createsInFlight: number
+  /** Creates etcd refused (permission denied, a bad range). */
+  readonly createsRefused: number
+  /** Progress requests sent. */
+  readonly progressRequests: number
+  /** Watches confirmed caught up by a progress answer. */
+  readonly progressConfirmations: number
+  /** Streams opened again after one broke. */
+  readonly streamResumes: number
+  /** Answers for a watch id the hub does not know (ignored). */
+  readonly unknownIds: number
+}
+
+type Pool = ConstructorParameters<typeof WatchClient>[0]
+
+const hubs = new WeakMap<Pool, WatchHub>()
+
+/**
+ * The watch hub of `client`'s connection pool (one per `Etcd3`, shared by its namespaces).
+ * Keys given to it are whole keys: see {@link namespacePrefix}.
+ */
+export function watchHubOf(client: Namespace): WatchHub {
+  const pool = (client as unknown as { pool: Pool }).pool
+  let hub = hubs.get(pool)
+  if (hub === undefined) {
+    hub = new WatchHub(pool)
+    hubs.set(pool, hub)
+  }
+  return hub
+}
+
+/** The bytes `client` puts before every key (its `namespace()`), as a string. */
+export function namespacePrefix(client: Namespace): string {
+  return client.prefix.toString()
+}
+
+/**
+ * Every watch of one etcd client, on one bidirectional stream of the `etcd3` package's
+ * `WatchClient` (the client's pool: its TLS, auth and members).
+ *
+ * - Each watch gets an id of ours; creates and cancels go out as they come, without waiting
+ *   for answers. Answers and events reach their watch through a Map. etcd answers creates in
+ *   order, so a refused one (id -1) is the oldest create not answered yet: it fails alone.
+ * - An answer for an id we do not know is counted and ignored; a listener that throws is
+ *   logged. Nothing is thrown from the stream's handlers.
+ * - A broken stream is opened again (backing off) and every watch created again from its next
+ *   revision, all at once. A compacted start revision interrupts that watch alone.
+ * - A watch created at or ahead of etcd's revision is live at once; one created behind waits
+ *   for a progress answer (see {@link Progress}).
+ */
+export class WatchHub {
+  private readonly watches = new Map<number, Watch>()
+  /** Creates sent on this stream in order, answered or not; `head`: the oldest unanswered. */
+  private readonly creating: Watch[] = []
+  private head = 0
+  private nextId = 1
+  private readonly stream: WatchStream
+  private readonly progress: Progress
+  private readonly maintenance: MaintenanceClient
+  private linger: NodeJS.Timeout | undefined
+  private resumes = 0
+  private refused = 0
+  private requests = 0
+  private confirmations = 0
+  private unknown = 0
+  private resuming = false
+
+  constructor(pool: Pool) {
+    this.maintenance = new MaintenanceClient(pool)
+    this.stream = new WatchStream(new WatchClient(pool), {
+      wanted: () => this.watches.size > 0,
+      opened: () => this.opened(),
+      response: (res) => this.guarded(() => this.dispatch(res)),
+      broken: () => this.broken(),
+      closedForGood: (error) => this.closedForGood(error),
+    })
+    this.progress = new Progress(
+      () => this.stream.write({ progress_request: {} }),
+      (watch, revision) => {
+        this.confirmations += 1
+        this.confirm(watch, revision)
+      },
+      () => {
+        this.requests += 1
+      },
+    )
+  }
+
+  /** Counters of this hub, now. */
+  get counters(): WatchCounters {
+    return {
+      watchesOpen: this.watches.size,
+      createsInFlight: this.creating.length - this.head,
+      createsRefused: this.refused,
+      progressRequests: this.requests,
+      progressConfirmations: this.confirmations,
+      streamResumes: this.resumes,
+      unknownIds: this.unknown,
+    }
+  }
+
+  /** Starts watching `range`; `listener` hears its events until it is cancelled or ends. */
+  watch(range: WatchRange, listener: WatchListener): Watch {
+    const watch = new Watch(this.nextId++, range, listener, this)
+    this.watches.set(watch.id, watch)
+    clearTimeout(this.linger)
+    this.linger = undefined
+    if (this.stream.isOpen) this.create(watch)
+    else this.stream.ensure()
+    return watch
+  }
+
+  /** See {@link Watch.cancel}. */
+  cancel(watch: Watch): Promise<void> {
+    if (watch.phase === Phase.Done) return Promise.resolve()
+    if (watch.phase === Phase.Cancelling) return this.untilCancelled(watch)
+    if (watch.phase === Phase.Unsent) {
+      this.end(watch)
+      return Promise.resolve()
+    }
+    // Creating or created: etcd has registered the id by the time it reads the cancel.
+    watch.phase = Phase.Cancelling
+    this.stream.write({ cancel_request: { watch_id: watch.id } })
+    return this.untilCancelled(watch)
+  }
+
+  private untilCancelled(watch: Watch): Promise<void> {
+    return new Promise((resolve) => {
+      const before = watch.cancelled
+      watch.cancelled = () => {
+        before?.()
+        resolve()
+      }
+    })
+  }
+
+  private create(watch: Watch): void {
+    const { range } = watch
+    watch.phase = Phase.Creating
+    watch.createdAt = undefined
+    watch.isLive = false
+    watch.progressMark = this.progress.mark
+    this.creating.push(watch)
+    this.stream.write({
+      create_request: {
+        key: range.key,
+        range_end: range.rangeEnd,
+        start_revision: watch.next === 'now' ? undefined : watch.next.toString(),
+        // etcd3's FilterType: NOPUT = 0, NODELETE = 1.
+        filters: range.only === 'put' ? [1] : range.only === 'delete' ? [0] : undefined,
+        watch_id: watch.id,
+      },
+    })
+  }
+
+  private opened(): void {
+    if (this.resuming) this.resumes += 1
+    this.resuming = false
+    this.creating.length = 0
+    this.head = 0
+    this.progress.reset()
+    this.learnVersion()
+    for (const watch of this.watches.values()) {
+      if (watch.phase === Phase.Unsent) this.create(watch)
+    }
+  }
+
+  /** Whether this etcd's progress answers can be trusted (asked once per stream). */
+  private learnVersion(): void {
+    this.progress.setTrusted(false)
+    this.maintenance.status().then(
+      (status) => this.progress.setTrusted(progressAnswersAreOrdered(status.version)),
+      () => {}, // unknown: confirm nothing on this stream
+    )
+  }
+
+  private dispatch(res: IWatchResponse): void {
+    const id = Number(res.watch_id)
+    if (res.created) {
+      this.createAnswered(id, res)
+      return
+    }
+    if (id === NO_WATCH) {
+      if (res.events.length === 0 && !res.canceled)
+        this.progress.answered(BigInt(res.header.revision))
+      else this.unknown += 1
+      return
+    }
+    const watch = this.watches.get(id)
+    if (watch === undefined || watch.phase === Phase.Unsent || watch.phase === Phase.Creating) {
+      this.unknown += 1
+      return
+    }
+    if (res.canceled) {
+      const why = res.cancel_reason || 'cancelled by etcd'
+      const compacted = res.compact_revision !== '0' && res.compact_revision !== ''
+      this.finish(watch, compacted ? `compacted at ${res.compact_revision} (${why})` : why)
+      return
+    }
+    if (watch.phase !== Phase.Created || res.events.length === 0) return
+    const last = res.events[res.events.length - 1]
+    if (last !== undefined) watch.next = BigInt(last.kv.mod_revision) + 1n
+    this.tell(watch, () => watch.listener.events(res.events))
+  }
+
+  private createAnswered(id: number, res: IWatchResponse): void {
+    if (res.canceled) {
+      // Refused (id -1): etcd answers creates in order, so it is the oldest one unanswered.
+      const refused = this.oldestUnanswered()
+      if (refused === undefined) {
+        this.unknown += 1
+        return
+      }
+      this.refused += 1
+      this.finish(refused, res.cancel_reason || 'watch refused by etcd')
+      return
+    }
+    const watch = this.watches.get(id)
+    const waiting = watch?.phase === Phase.Creating || watch?.phase === Phase.Cancelling
+    if (watch === undefined || !waiting || watch.createdAt !== undefined) {
+      this.unknown += 1
+      return
+    }
+    const revision = BigInt(res.header.revision)
+    watch.createdAt = revision
+    this.oldestUnanswered(watch)
+    if (watch.phase === Phase.Cancelling) return // its cancel's answer ends it
+    watch.phase = Phase.Created
+    if (watch.next === 'now') watch.next = revision + 1n
+    this.tell(watch, () => watch.listener.created?.(revision))
+    if (watch.phase !== Phase.Created) return
+    // At or ahead of etcd's revision: etcd keeps it synced from the start, events as they come.
+    if (watch.next > revision) this.confirm(watch, revision)
+    else this.progress.await(watch)
+  }
+
+  /**
+   * Takes the oldest create still unanswered off the queue (after `answered`, which was just
+   * answered by id, when it is that one) and returns it.
+   */
+  private oldestUnanswered(answered?: Watch): Watch | undefined {
+    let oldest: Watch | undefined
+    while (this.head < this.creating.length) {
+      const next = this.creating[this.head] as Watch
+      const pending =
+        next.createdAt === undefined &&
+        (next.phase === Phase.Creating || next.phase === Phase.Cancelling)
+      if (pending && next !== answered) {
+        oldest = next
+        if (answered === undefined) this.head += 1
+        break
+      }
+      this.head += 1
+    }
+    this.trimCreating()
+    return oldest
+  }
+
+  private trimCreating(): void {
+    if (this.head === this.creating.length) {
+      this.creating.length = 0
+      this.head = 0
+    } else if (this.head > 1_024 && this.head * 2 > this.creating.length) {
+      this.creating.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  private confirm(watch: Watch, revision: bigint): void {
+    watch.isLive = true
+    if (watch.next !== 'now' && watch.next <= revision) watch.next = revision + 1n
+    this.tell(watch, () => watch.listener.live?.())
+  }
+
+  /** The watch ended: etcd cancelled it, refused it, or confirmed our cancel. */
+  private finish(watch: Watch, why: string): void {
+    const ours = watch.phase === Phase.Cancelling
+    this.end(watch)
+    if (!ours) {
+      log.watch('watch %d on %s ended: %s', watch.id, watch.range.key, why)
+      this.tell(watch, () => watch.listener.interrupted(why))
+    }
+  }
+
+  private end(watch: Watch): void {
+    watch.phase = Phase.Done
+    watch.isLive = false
+    this.watches.delete(watch.id)
+    const cancelled = watch.cancelled
+    watch.cancelled = undefined
+    cancelled?.()
+    if (this.watches.size === 0 && this.linger === undefined) {
+      this.linger = setTimeout(() => {
+        this.linger = undefined
+        if (this.watches.size === 0) this.stream.close()
+      }, LINGER_MS)
+      this.linger.unref()
+    }
+  }
+
+  private broken(): void {
+    this.resuming = this.watches.size > 0
+    this.creating.length = 0
+    this.head = 0
+    this.progress.reset()
+    for (const watch of [...this.watches.values()]) {
+      if (watch.phase === Phase.Cancelling) {
+        this.end(watch) // a stream that broke watches nothing: cancelled
+      } else if (watch.next === 'now') {
+        // Never created: 'now' on the next stream could miss what its owner expects to see.
+        this.finish(watch, 'the watch stream broke before etcd created the watch')
+      } else {
+        watch.phase = Phase.Unsent
+        watch.isLive = false
+      }
+    }
+  }
+
+  private closedForGood(error: unknown): void {
+    for (const watch of [...this.watches.values()]) this.finish(watch, String(error))
+  }
+
+  private tell(watch: Watch, call: () => void): void {
+    try {
+      call()
+    } catch (error) {
+      log.watch('a listener of watch %d threw: %O', watch.id, error)
+    }
+  }
+
+  private guarded(call: () => void): void {
+    try {
+      call()
+    } catch (error) {
+      log.watch('watch answer not handled: %O', error)
+    }
+  }
+}

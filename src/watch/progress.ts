@@ -1,0 +1,123 @@
+import { Phase, type Watch } from './watch.js'
+
+/** How often a progress request is re-sent while some watch awaits confirmation (ms). */
+export const PROGRESS_INTERVAL_MS = 100
+
+/**
+ * Whether etcd `version` answers a progress request only once every watch of the stream is
+ * synced, after the events before it: 3.4.25 and 3.5.8 on (etcd PR 15237). Older ones answer at
+ * once with their current revision, ahead of the events a watch that is catching up has not
+ * sent yet: their answers confirm nothing.
+ */
+export function progressAnswersAreOrdered(version: string): boolean {
+  const [major = 0, minor = 0, patch = 0] = version.split('.').map((n) => Number.parseInt(n, 10))
+  if (major !== 3) return major > 3
+  if (minor === 4) return patch >= 25
+  if (minor === 5) return patch >= 8
+  return minor > 5
+}
+
+/**
+ * Confirms watches of one stream caught up. A watch created behind etcd's revision waits here;
+ * while one does, a `progress_request` goes out every {@link PROGRESS_INTERVAL_MS}. etcd
+ * answers one (watch id -1, no events) only when every watch of the stream is synced, and at
+ * most once per request, in order: so the n-th answer was made at or after the n-th request
+ * reached etcd, and covers every watch created before that request was sent. An answer at a
+ * revision above a watch's create revision was made after the create too. Either way every
+ * event of the watch up to the answer's revision was delivered before it: the watch is live.
+ *
+ * Watches wait in create order, which is also the order of both tests: one answer confirms a
+ * prefix, and nothing here scans the watches that are not confirmed.
+ */
+export class Progress {
+  private sent = 0
+  private answers = 0
+  private readonly waiting: Watch[] = []
+  private head = 0
+  private timer: NodeJS.Timeout | undefined
+  /** Whether this stream's etcd answers progress requests in order (see above). */
+  trusted = false
+
+  constructor(
+    /** Writes a progress request; `false` when no stream is open. */
+    private readonly send: () => boolean,
+    /** A watch was confirmed at `revision`. */
+    private readonly confirmed: (watch: Watch, revision: bigint) => void,
+    /** Counts progress requests sent. */
+    private readonly requested: () => void,
+  ) {}
+
+  /** Progress requests sent on this stream so far: a new watch's {@link Watch.progressMark}. */
+  get mark(): number {
+    return this.sent
+  }
+
+  /** A new stream: nothing sent or answered on it yet, and nobody waits. */
+  reset(): void {
+    this.sent = 0
+    this.answers = 0
+    this.waiting.length = 0
+    this.head = 0
+    clearTimeout(this.timer)
+    this.timer = undefined
+  }
+
+  /** `watch` was created behind etcd's revision: it is live once an answer confirms it. */
+  await(watch: Watch): void {
+    this.waiting.push(watch)
+    this.schedule(0)
+  }
+
+  /** etcd answered a progress request at `revision`. */
+  answered(revision: bigint): void {
+    this.answers += 1
+    if (!this.trusted) return
+    while (this.head < this.waiting.length) {
+      const watch = this.waiting[this.head] as Watch
+      if (watch.phase === Phase.Created && !watch.isLive) {
+        const createdAt = watch.createdAt ?? revision
+        if (watch.progressMark >= this.answers && revision <= createdAt) break
+        this.confirmed(watch, revision)
+      } else if (watch.phase === Phase.Creating) {
+        break
+      }
+      this.head += 1
+    }
+    if (this.head > 1_024 && this.head * 2 > this.waiting.length) {
+      this.waiting.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  /** Whether some watch still waits for confirmation (dropping those that need none now). */
+  private someoneWaits(): boolean {
+    while (this.head < this.waiting.length) {
+      const watch = this.waiting[this.head] as Watch
+      if (watch.phase <= Phase.Created && !watch.isLive) return true
+      this.head += 1
+    }
+    this.waiting.length = 0
+    this.head = 0
+    return false
+  }
+
+  private schedule(wait: number): void {
+    if (!this.trusted || this.timer !== undefined) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      if (!this.someoneWaits()) return
+      if (this.send()) {
+        this.sent += 1
+        this.requested()
+      }
+      this.schedule(PROGRESS_INTERVAL_MS)
+    }, wait)
+    this.timer.unref()
+  }
+
+  /** The stream's etcd version became known. */
+  setTrusted(trusted: boolean): void {
+    this.trusted = trusted
+    if (trusted && this.waiting.length > this.head) this.schedule(0)
+  }
+}

@@ -1,0 +1,93 @@
+import type { IEvent } from 'etcd3'
+
+/** What a watch covers and from when. Keys are whole etcd keys (a client's namespace included). */
+export interface WatchRange {
+  /** The key, or the first key of the range. */
+  readonly key: Buffer
+  /** End of the range (exclusive); none: `key` alone. */
+  readonly rangeEnd?: Buffer
+  /** Only this kind of event (filtered by etcd); none: both. */
+  readonly only?: 'put' | 'delete'
+  /**
+   * The first revision to deliver, or `'now'`: from the revision after etcd's when it creates
+   * the watch. A watch from a revision etcd has passed is caught up by etcd in passes (every
+   * 100 ms), so start from `'now'` or from just after a read wherever possible.
+   */
+  readonly from: bigint | 'now'
+}
+
+/** Who hears what one watch sees. Called from the stream's handler: must not throw (caught). */
+export interface WatchListener {
+  /** The events of one etcd response, in revision order. */
+  events(events: IEvent[]): void
+  /**
+   * The watch ended without our cancel: its create was refused (permission denied, a bad
+   * range), its start revision was compacted, or it could not be resumed. Nothing more comes;
+   * the owner reads again.
+   */
+  interrupted(reason: string): void
+  /** etcd created (or re-created, after a broken stream) the watch, at its `revision`. */
+  created?(revision: bigint): void
+  /** etcd confirmed that every event of the watch up to its revision then was delivered. */
+  live?(): void
+}
+
+/** Where a watch is in its life on the current stream. */
+export const Phase = {
+  /** Not sent on the current stream (none open yet, or it broke). */
+  Unsent: 0,
+  /** Create sent, not answered yet. */
+  Creating: 1,
+  /** Created by etcd. */
+  Created: 2,
+  /** Cancel sent (by us); waiting for etcd's answer. */
+  Cancelling: 3,
+  /** Over: cancelled, interrupted, or refused. */
+  Done: 4,
+} as const
+export type Phase = (typeof Phase)[keyof typeof Phase]
+
+/**
+ * One watch's state in the hub: its id on the stream (chosen by us), its range, the revision to
+ * resume from, and whether etcd confirmed it caught up. A few fields: well under 1 KB.
+ */
+export class Watch {
+  phase: Phase = Phase.Unsent
+  /** etcd's revision when it created the watch on the current stream. */
+  createdAt: bigint | undefined
+  /** Progress requests sent on the current stream before this watch's create. */
+  progressMark = 0
+  /** etcd confirmed every event up to its revision then was delivered (and none was missed). */
+  isLive = false
+  /** Resolves the promise of {@link cancel} once etcd confirmed it (or the stream went). */
+  cancelled: (() => void) | undefined
+  /** The next revision to deliver: from where it resumes after a broken stream. */
+  next: bigint | 'now'
+
+  constructor(
+    readonly id: number,
+    readonly range: WatchRange,
+    readonly listener: WatchListener,
+    private readonly hub: { cancel(watch: Watch): Promise<void> },
+  ) {
+    this.next = range.from
+  }
+
+  /** Whether etcd confirmed the watch caught up and nothing interrupted it since. */
+  get live(): boolean {
+    return this.isLive && this.phase === Phase.Created
+  }
+
+  /** Whether the watch is over (cancelled, interrupted or refused). */
+  get ended(): boolean {
+    return this.phase === Phase.Done || this.phase === Phase.Cancelling
+  }
+
+  /**
+   * Stops the watch: nothing is told after this. Resolves once etcd confirmed the cancel (or
+   * the stream is gone): an event after that reaches nobody. Idempotent.
+   */
+  cancel(): Promise<void> {
+    return this.hub.cancel(this)
+  }
+}
