@@ -33,11 +33,25 @@ export class FencedWriter {
   ) {}
 
   /**
+   * The write of `raw` to `key` (a delete for `undefined`), fenced by the lock key this process
+   * holds or keeps for the upload `key` now, at the call: run later, in its turn behind other
+   * operations on the key, it commits only while that very key still exists. A fence looked up
+   * when the write runs would find none once the lock has passed on, and write unfenced.
+   */
+  fencedAtCall(key: string, raw: string | undefined): () => Promise<void> {
+    const fence = this.fence(key)
+    return () => this.write(key, raw, fence)
+  }
+
+  /**
    * Writes `raw` (or deletes, for `undefined`): as the lease owner if this store caches the key,
    * else as every other writer, with or without a cache of its own, must: revoke, wait, write.
    */
-  async write(key: string, raw: string | undefined): Promise<void> {
-    const fence = this.fence(key)
+  private async write(
+    key: string,
+    raw: string | undefined,
+    fence: Fence | undefined,
+  ): Promise<void> {
     const valueKey = kvValuePrefix(this.prefix) + key
     const op = () =>
       raw === undefined ? this.client.delete().key(valueKey) : this.client.put(valueKey).value(raw)

@@ -170,18 +170,21 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
    * Stores `value` (as JSON) under `key`.
    * @throws TypeError, before anything is written, when `value` cannot be serialized, and
    *   RangeError when its JSON is over 1 MiB.
-   * @throws LockLostError when this process holds the upload's lock but etcd gave it to another.
+   * @throws LockLostError when this process held or kept the upload's lock at the call, and that
+   *   lock key is gone by the time the write commits (another instance may hold it): nothing is
+   *   written. The fence is taken at the call, not when a write queued behind others runs.
    */
   async set(key: string, value: T): Promise<void> {
     checkKvKey(key)
-    const raw = serialize(key, value)
-    await this.serial.run(key, () => this.writer.write(key, raw)).catch(this.refused(key))
+    const write = this.writer.fencedAtCall(key, serialize(key, value))
+    await this.serial.run(key, write).catch(this.refused(key))
   }
 
   /** Deletes `key`; fenced like {@link set}. Deleting a missing key resolves. */
   async delete(key: string): Promise<void> {
     checkKvKey(key)
-    await this.serial.run(key, () => this.writer.write(key, undefined)).catch(this.refused(key))
+    const write = this.writer.fencedAtCall(key, undefined)
+    await this.serial.run(key, write).catch(this.refused(key))
   }
 
   /** Every key of the store, read from etcd (not the cache). */
