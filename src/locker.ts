@@ -11,7 +11,6 @@ import { LocalQueue } from './lock/local-queue.js'
 import { Etcd3Lock } from './lock/lock.js'
 import type { LockContext, LockRequest } from './lock/lock-request.js'
 import { Retention } from './lock/retention.js'
-import { WatchStream } from './lock/watch-stream.js'
 import {
   checkOptionsObject,
   type LockerOptions,
@@ -24,6 +23,7 @@ import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
 import { settledWithin } from './util/abort.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
 import { log } from './util/log.js'
+import { type WatchHub, watchHubOf } from './watch/hub.js'
 
 const KV_STORE_CALL: OptionsOwner = {
   name: 'locker.kvStore()',
@@ -75,7 +75,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   private readonly context: LockContext
   private readonly keeper: SessionKeeper
   private readonly retention: Retention
-  private readonly watchStream: WatchStream
+  private readonly watches: WatchHub
   private closed: Promise<void> | undefined
   private readonly kvStores = new Map<string, Etcd3KvStore<unknown>>()
 
@@ -113,14 +113,14 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
       },
     )
     this.retention = new Retention(client, this.options.retainLocks)
-    this.watchStream = new WatchStream(client, this.options.prefix)
+    this.watches = watchHubOf(client)
     this.context = {
       client,
       acquireLockTimeout: this.options.acquireLockTimeout,
       closing: this.keeper.closing,
       session: () => this.keeper.session(),
       retention: this.retention,
-      watchStream: this.watchStream,
+      watches: this.watches,
       limit: new InFlightLimit(MAX_CALLS_IN_FLIGHT),
       localQueue: (queuePrefix) => this.localQueue(queuePrefix),
       forgetQueue: (queuePrefix) => {
@@ -243,7 +243,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
       // Kept keys' watches first, so that the revoke's deletes reach none of them.
       await settledWithin(this.retention.close(), CLOSE_WATCH_WAIT_MS)
       await this.keeper.close()
-      await settledWithin(this.watchStream.close(), CLOSE_WATCH_WAIT_MS)
+      this.watches.untouch()
     })()
     return this.closed
   }

@@ -1,6 +1,8 @@
-import type { IEvent, Namespace, Watcher } from 'etcd3'
+import { type IEvent, type Namespace, Range } from 'etcd3'
 import { callOptions } from '../session/etcd-calls.js'
 import { log } from '../util/log.js'
+import { namespacePrefix, watchHubOf } from '../watch/hub.js'
+import type { Watch } from '../watch/watch.js'
 import type { QueueEntry } from './queue-entry.js'
 
 /** What a {@link ContentionWatch} tells the one who holds or retains the upload. */
@@ -19,23 +21,25 @@ const MAX_READ_BACKOFF_MS = 1_000
 /**
  * Protocol step 4 for one held or retained upload: a watch on that upload's queue `P/<id>/`
  * from our key's create revision + 1 (or, for a hold that came after a wait, from one read of
- * the queue), on the client's shared watch stream. An instance hears of
- * its own uploads only, so a lock cycle elsewhere in the fleet costs it nothing.
+ * the queue), on the client's watch hub. An instance hears of its own uploads only, so a lock
+ * cycle elsewhere in the fleet costs it nothing.
  *
  * A PUT of another key created after ours is a waiter; a DELETE of our own key means someone
  * removed it (a retained key must never be reused then). Either is told once, and the watch
- * ends. When etcd cancels the watch (compaction) or its stream breaks, the queue is read once
- * and the watch resumes from the revision of that read: never again from a compacted one.
+ * ends. A broken stream is resumed by the hub; when etcd ends the watch (compaction, a refused
+ * create), the queue is read once and the watch resumes from the revision of that read: never
+ * again from a compacted one.
  */
 export class ContentionWatch {
-  private watcher: Watcher | undefined
+  private watch: Watch | undefined
   private done = false
-  /** etcd created the current watcher and it was not interrupted since. */
-  private connected = false
   private retry: NodeJS.Timeout | undefined
 
   private readonly queuePrefix: string
   private readonly key: string
+  /** `queuePrefix` and `key` as etcd has them (with the client's namespace). */
+  private readonly wholePrefix: string
+  private readonly wholeKey: string
 
   /**
    * Watches `entry`'s queue for it, `revision` being the entry's create revision. An entry held
@@ -54,6 +58,9 @@ export class ContentionWatch {
   ) {
     this.queuePrefix = entry.queuePrefix
     this.key = entry.key
+    const ns = namespacePrefix(client)
+    this.wholePrefix = ns + this.queuePrefix
+    this.wholeKey = ns + this.key
     if (entry.heldAtEnqueue) this.watchFrom(revision + 1n)
     else this.readThenWatch(0)
   }
@@ -64,11 +71,12 @@ export class ContentionWatch {
   }
 
   /**
-   * Whether etcd is watching for us now: created, and not interrupted since. Only then does the
-   * absence of a `keyDeleted` mean (to within an event's delivery) that our key is still there.
+   * Whether etcd confirmed the watch caught up (see the hub's `live`) and nothing interrupted it
+   * since. Only then does the absence of a `keyDeleted` mean (to within an event's delivery)
+   * that our key is still there.
    */
   get live(): boolean {
-    return !this.done && this.connected
+    return !this.done && this.watch?.live === true
   }
 
   /**
@@ -79,59 +87,48 @@ export class ContentionWatch {
     if (this.done) return Promise.resolve()
     this.done = true
     clearTimeout(this.retry)
-    const watcher = this.watcher
-    this.watcher = undefined
-    return watcher?.cancel().catch(() => undefined) ?? Promise.resolve()
+    const watch = this.watch
+    this.watch = undefined
+    return watch?.cancel() ?? Promise.resolve()
   }
 
   private watchFrom(from: bigint): void {
     if (this.done) return
-    const watcher = this.client
-      .watch()
-      .prefix(this.queuePrefix)
-      .startRevision(from.toString())
-      .watcher()
-    this.watcher = watcher
-    this.connected = false
-    watcher.on('connected', () => {
-      if (this.watcher === watcher) this.connected = true
-    })
-    watcher.on('data', (res) => {
-      if (this.watcher === watcher) this.onEvents(res.events)
-    })
-    const interrupted = (error: unknown, cancelled: boolean) => {
-      if (this.watcher !== watcher) return
-      this.watcher = undefined
-      this.connected = false
-      // One etcd cancelled (compaction) is gone from the client already: cancelling it again
-      // sends a cancel whose answer the etcd3 client cannot match, and it throws.
-      if (!cancelled) watcher.cancel().catch(() => undefined)
-      log.lock('%s: contention watch interrupted (%s); reading the queue', this.queuePrefix, error)
-      this.readThenWatch(0)
-    }
-    // Stays attached after a cancel: an 'error' without a listener would crash the process.
-    watcher.on('error', (error) => interrupted(error, true))
-    watcher.on('disconnected', (error) => interrupted(error, false))
+    const start = Buffer.from(this.wholePrefix)
+    const watch = watchHubOf(this.client).watch(
+      { key: start, rangeEnd: Range.prefix(start).end, from },
+      {
+        events: (events) => {
+          if (this.watch === watch) this.onEvents(events)
+        },
+        interrupted: (why) => {
+          if (this.watch !== watch) return
+          this.watch = undefined
+          log.lock('%s: contention watch ended (%s); reading the queue', this.queuePrefix, why)
+          this.readThenWatch(0)
+        },
+      },
+    )
+    this.watch = watch
   }
 
   private onEvents(events: IEvent[]): void {
     const told = events.find(
       (event) =>
-        (event.type === 'Delete' && event.kv.key.toString() === this.key) ||
+        (event.type === 'Delete' && event.kv.key.toString() === this.wholeKey) ||
         (event.type === 'Put' &&
-          event.kv.key.toString() !== this.key &&
+          event.kv.key.toString() !== this.wholeKey &&
           BigInt(event.kv.create_revision) > this.revision),
     )
     if (told === undefined) return
     if (told.type === 'Delete') this.tell('keyDeleted')
-    else this.tell('contended', told.kv.key.toString())
+    else this.tell('contended', told.kv.key.toString().slice(this.wholePrefix.length))
   }
 
   /**
    * One read of the queue from our revision on: our key first (else it is gone), anything after
    * it is a waiter; otherwise watch from the read's revision + 1. Retried, backing off,
-   * until etcd answers or the watch is stopped. Runs outside the client's 'disconnected' emit: a
-   * watch attached while the etcd3 client handles its broken stream can leave it two streams.
+   * until etcd answers or the watch is stopped.
    */
   private readThenWatch(attempt: number): void {
     const wait = attempt === 0 ? 0 : Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
@@ -156,7 +153,7 @@ export class ContentionWatch {
             if (!ours) {
               this.tell('keyDeleted')
             } else if (next !== undefined) {
-              this.tell('contended', next.key.toString())
+              this.tell('contended', next.key.toString().slice(this.queuePrefix.length))
             } else {
               this.watchFrom(BigInt(res.header.revision) + 1n)
             }
@@ -170,7 +167,7 @@ export class ContentionWatch {
   private tell(what: keyof ContentionListener, waiterKey = ''): void {
     if (this.done) return
     void this.stop()
-    if (what === 'contended') this.listener.contended(waiterKey.slice(this.queuePrefix.length))
+    if (what === 'contended') this.listener.contended(waiterKey)
     else this.listener.keyDeleted()
   }
 }

@@ -7,11 +7,11 @@ import type { Session } from '../session/session.js'
 import { abortable, delay, LinkedAbort, onAbort, settledWithin } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
+import type { WatchHub } from '../watch/hub.js'
 import { ContentionWatch } from './contention-watch.js'
 import type { LocalQueue } from './local-queue.js'
 import { QueueEntry } from './queue-entry.js'
 import type { Retention } from './retention.js'
-import type { WatchStream } from './watch-stream.js'
 
 /** What a lock request needs of its locker. */
 export interface LockContext {
@@ -23,8 +23,8 @@ export interface LockContext {
   localQueue(queuePrefix: string): LocalQueue<LockRequest>
   /** Keys kept after the last local unlock (protocol step 6). */
   readonly retention: Retention
-  /** Keeps the client's watch stream open while locks are in use. */
-  readonly watchStream: WatchStream
+  /** The client's watches (one stream, kept open while locks are in use). */
+  readonly watches: WatchHub
   /** Caps this locker's etcd calls in flight (a burst queues here, not inside etcd). */
   readonly limit: InFlightLimit
   /** Drops the local queue of `queuePrefix` once it is empty. */
@@ -90,7 +90,7 @@ export class LockRequest {
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     if (this.state !== 'idle') throw new Error(`${this.queuePrefix}: a LockRequest is used once`)
     checkLockArguments(signal, requestRelease)
-    this.context.watchStream.touch()
+    this.context.watches.touch()
     this.state = 'acquiring'
     this.requestRelease = requestRelease
     const started = Date.now()

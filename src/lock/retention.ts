@@ -109,9 +109,10 @@ export class Retention {
    * `undefined` when there is none (after waiting for the delete of one given up just now), or
    * when `signal` aborted first. From then on `listener` hears what its watch sees.
    *
-   * The key is handed out with no etcd call while its watch is live: a delete of it (by hand)
-   * would have been told, to within an event's delivery. A watch that is being set up or was
-   * interrupted proves nothing: then one read must show the key is still ours.
+   * The key is handed out with no etcd call while its watch is live (etcd confirmed it caught
+   * up): a delete of it (by hand) would have been told, to within an event's delivery. A watch
+   * being set up, still caught up by etcd, or resuming after a broken stream proves nothing:
+   * then one read must show the key is still ours.
    */
   async take(
     queuePrefix: string,

@@ -4,7 +4,11 @@ import { Progress, progressAnswersAreOrdered } from './progress.js'
 import { WatchStream } from './stream.js'
 import { Phase, Watch, type WatchListener, type WatchRange } from './watch.js'
 
-/** How long the stream stays open after its last watch ended (ms): the next lock needs it. */
+/**
+ * How long the stream stays open after the last {@link WatchHub.touch} (a `lock()`) with no
+ * watch (ms): a waiter's first watch after a quiet spell (the hand-over from a kept key) would
+ * otherwise pay a stream setup on the way to its lock.
+ */
 const LINGER_MS = 30_000
 
 /** etcd's watch id of a refused create and of a progress answer. */
@@ -75,6 +79,8 @@ export class WatchHub {
   private readonly progress: Progress
   private readonly maintenance: MaintenanceClient
   private linger: NodeJS.Timeout | undefined
+  /** Until when the stream stays open with no watch (ms since the epoch). */
+  private lingerUntil = 0
   private resumes = 0
   private refused = 0
   private requests = 0
@@ -85,7 +91,7 @@ export class WatchHub {
   constructor(pool: Pool) {
     this.maintenance = new MaintenanceClient(pool)
     this.stream = new WatchStream(new WatchClient(pool), {
-      wanted: () => this.watches.size > 0,
+      wanted: () => this.watches.size > 0 || Date.now() < this.lingerUntil,
       opened: () => this.opened(),
       response: (res) => this.guarded(() => this.dispatch(res)),
       broken: () => this.broken(),
@@ -114,6 +120,22 @@ export class WatchHub {
       streamResumes: this.resumes,
       unknownIds: this.unknown,
     }
+  }
+
+  /** Watches are about to be needed: opens the stream (if it is not) and keeps it a while. */
+  touch(): void {
+    this.lingerUntil = Date.now() + LINGER_MS
+    if (this.watches.size === 0) this.lingerThenClose()
+    this.stream.ensure()
+  }
+
+  /**
+   * Watches are not needed any more (a locker closes): the stream closes once its last watch
+   * ends, so that a process whose client stays open can still exit.
+   */
+  untouch(): void {
+    this.lingerUntil = 0
+    if (this.watches.size === 0) this.stream.close()
   }
 
   /** Starts watching `range`; `listener` hears its events until it is cancelled or ends. */
@@ -306,13 +328,22 @@ export class WatchHub {
     const cancelled = watch.cancelled
     watch.cancelled = undefined
     cancelled?.()
-    if (this.watches.size === 0 && this.linger === undefined) {
-      this.linger = setTimeout(() => {
+    if (this.watches.size === 0) this.lingerThenClose()
+  }
+
+  /** Closes the stream once it has had no watch until {@link lingerUntil}. */
+  private lingerThenClose(): void {
+    if (this.linger !== undefined) return
+    this.linger = setTimeout(
+      () => {
         this.linger = undefined
-        if (this.watches.size === 0) this.stream.close()
-      }, LINGER_MS)
-      this.linger.unref()
-    }
+        if (this.watches.size > 0) return
+        if (Date.now() < this.lingerUntil) this.lingerThenClose()
+        else this.stream.close()
+      },
+      Math.max(0, this.lingerUntil - Date.now()),
+    )
+    this.linger.unref()
   }
 
   private broken(): void {
