@@ -238,6 +238,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     const drain = drainOf(options)
     if (drain > 0 && drain < this.optionsInForce.lockDrainTimeout)
       warnIfDrainTooShort(drain, this.optionsInForce)
+    // From the call on, with or without drain: health() and every lock() refuse (503).
+    this.keeper.refuse()
     this.closed ??= (async () => {
       if (drain > 0) await this.drain(drain)
       // Kept keys' watches first, so that the revoke's deletes reach none of them.
@@ -256,9 +258,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     return this.optionsInForce
   }
 
-  /** Refuses new and waiting lock() calls, asks holders to release, waits for their unlocks. */
+  /** Asks holders to release (new and waiting lock() calls are refused), waits for their unlocks. */
   private async drain(ms: number): Promise<void> {
-    this.keeper.refuse()
     const holders = () =>
       [...this.queues.values()].filter((queue) => queue.head?.holds === true).length
     if (holders() === 0) return
