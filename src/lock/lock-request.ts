@@ -131,17 +131,16 @@ export class LockRequest {
         this.contentionListener,
         stop.signal,
       )
-      if (stop.signal.aborted) {
-        if (kept !== undefined) {
-          this.entry = kept.entry
-          this.watch = kept.watch
-        }
-        throw stop.signal.reason
+      if (kept !== undefined) {
+        this.entry = kept.entry
+        this.watch = kept.watch
+        // Lost while take() read the key: reject as any lock() whose session is lost first.
+        stop.link(kept.entry.session.signal)
       }
+      if (stop.signal.aborted) throw stop.signal.reason
       if (kept !== undefined) {
         retained = true
         this.entry = kept.entry
-        this.watch = kept.watch
       } else {
         // What a kept key's watch told while take() checked it is about that key, not ours.
         this.contended = undefined
