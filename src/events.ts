@@ -8,7 +8,10 @@ export type ReleaseCause =
 
 /**
  * What an {@link Etcd3Locker} tells its listeners (`locker.on(name, listener)`): for logs,
- * metrics and tests. Listeners run synchronously and must not throw.
+ * metrics and tests. Listeners run synchronously, once the change they tell of is complete. A
+ * listener that throws changes nothing of a lock: its error is reported (a process warning
+ * with code `TUS_ETCD3_LOCKER_LISTENER_THREW`, once per event; every one in the debug log) and
+ * the other listeners still run.
  */
 export interface LockerEvents {
   /** etcd granted a session. */

@@ -78,6 +78,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   private readonly watches: WatchHub
   private closed: Promise<void> | undefined
   private readonly kvStores = new Map<string, Etcd3KvStore<unknown>>()
+  /** Events whose throwing listener was reported as a process warning already. */
+  private readonly listenerErrorsReported = new Set<keyof LockerEvents>()
 
   /**
    * @param client An `Etcd3` client (or a `Namespace` of one). It is not closed by the locker.
@@ -106,10 +108,10 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
           if (session.ttl !== this.optionsInForce.ttl) {
             this.optionsInForce = Object.freeze({ ...this.optionsInForce, ttl: session.ttl })
           }
-          this.emit('sessionGranted', { lease: session.leaseHex, ttl: session.ttl })
+          this.notify('sessionGranted', { lease: session.leaseHex, ttl: session.ttl })
         },
         lost: (session, reason, closed) =>
-          this.emit('sessionLost', { lease: session.leaseHex, reason, closed }),
+          this.notify('sessionLost', { lease: session.leaseHex, reason, closed }),
       },
     )
     this.retention = new Retention(client, this.options.retainLocks)
@@ -126,10 +128,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
       forgetQueue: (queuePrefix) => {
         if (this.queues.get(queuePrefix)?.size === 0) this.queues.delete(queuePrefix)
       },
-      emit: (event, ...info) => {
-        // TypeScript cannot narrow a generic event's tuple here; the signature above checks it.
-        ;(this.emit as (name: string, ...args: unknown[]) => boolean)(event, ...info)
-      },
+      emit: (event, ...info) => this.notify(event, ...info),
     }
     // The first request must not pay for the grant (connect, grant: ~60 ms).
     this.keeper.start()
@@ -238,6 +237,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     const drain = drainOf(options)
     if (drain > 0 && drain < this.optionsInForce.lockDrainTimeout)
       warnIfDrainTooShort(drain, this.optionsInForce)
+    // From the call on, with or without drain: health() and every lock() refuse (503).
+    this.keeper.refuse()
     this.closed ??= (async () => {
       if (drain > 0) await this.drain(drain)
       // Kept keys' watches first, so that the revoke's deletes reach none of them.
@@ -256,9 +257,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     return this.optionsInForce
   }
 
-  /** Refuses new and waiting lock() calls, asks holders to release, waits for their unlocks. */
+  /** Asks holders to release (new and waiting lock() calls are refused), waits for their unlocks. */
   private async drain(ms: number): Promise<void> {
-    this.keeper.refuse()
     const holders = () =>
       [...this.queues.values()].filter((queue) => queue.head?.holds === true).length
     if (holders() === 0) return
@@ -279,6 +279,32 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     // Revoked with these still holding: their requests may go on writing unfenced data.
     const left = holders()
     if (left > 0) log.locker('close(): %d holders still held after the %dms drain', left, ms)
+  }
+
+  /**
+   * Emits `event` to each listener in turn. Listeners are user code (logs, metrics): one that
+   * throws must change nothing of a lock, so its error is reported (a process warning, once per
+   * event and locker; every one in the `tus-etcd3-locker:locker` debug log), and the rest run.
+   */
+  private notify<K extends keyof LockerEvents>(event: K, ...info: LockerEvents[K]): void {
+    for (const listener of this.rawListeners(event)) {
+      try {
+        Reflect.apply(listener, this, info)
+      } catch (error) {
+        this.reportListenerError(event, error)
+      }
+    }
+  }
+
+  private reportListenerError(event: keyof LockerEvents, error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error)
+    log.locker('a %s listener threw: %s', event, message)
+    if (this.listenerErrorsReported.has(event)) return
+    this.listenerErrorsReported.add(event)
+    process.emitWarning(
+      `Etcd3Locker: a "${event}" listener threw (${message}); the lock went on as if it had not. Listeners must not throw: catch inside them.`,
+      { code: 'TUS_ETCD3_LOCKER_LISTENER_THREW' },
+    )
   }
 
   /** How many lock keys are kept after their last unlock now (see `retainLocks`). */

@@ -1,14 +1,12 @@
-import { EtcdLeaseInvalidError, type IKeyValue, type Namespace } from 'etcd3'
+import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
 import { kvLeasePrefix, kvValuePrefix } from '../keys.js'
-import { CALL_TIMEOUT_MS, callOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
+import { callOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
 import type { Session } from '../session/session.js'
 import type { SessionKeeper } from '../session/session-keeper.js'
 import type { KeyedSerial } from '../util/keyed-serial.js'
 import { log } from '../util/log.js'
 import { timerDelay } from '../util/timers.js'
-
-// After a lease-and-read's deadline, how much longer a late-applied txn is waited for.
-const LEFTOVER_CHECK_SLACK_MS = 1_000
+import { LeftoverLeases } from './leftover-leases.js'
 
 /** The value a writer puts on a leasing key to ask its owner to give the key up. */
 export const REVOKE = 'REVOKE'
@@ -67,10 +65,9 @@ export class LeasingCache {
   private idleTimer: NodeJS.Timeout | undefined
   /** Keys whose lease-and-read txn is in flight: they may be cached a moment from now. */
   private readonly fetching = new Map<string, number>()
-  /** Keys whose lease-and-read failed, with one leftover check pending. */
-  private readonly checkPending = new Set<string>()
   private readonly releasedAt = new Map<string, number>()
   private readonly watchedSessions = new WeakSet<Session>()
+  private readonly leftovers: LeftoverLeases
 
   constructor(
     private readonly client: Namespace,
@@ -80,9 +77,11 @@ export class LeasingCache {
     /** After giving a key up, ms before leasing it again: its writer is likely busy with it. */
     private readonly revokeBackoff: number,
     /** Whether a cache of any store on this session serves `key` (or is leasing it now). */
-    private readonly cachedOnSession: (key: string) => boolean,
+    cachedOnSession: (key: string) => boolean,
     private readonly bounds: CacheBounds,
-  ) {}
+  ) {
+    this.leftovers = new LeftoverLeases(client, (key) => this.leaseKey(key), cachedOnSession)
+  }
 
   /** How many keys are cached now. */
   get size(): number {
@@ -101,8 +100,14 @@ export class LeasingCache {
   lookup(key: string): CacheEntry | undefined {
     const entry = this.entries.get(key)
     if (entry === undefined) return undefined
+    if (entry.session.isLost) {
+      this.drop(key, entry) // the lease went with the session: nothing to delete
+      return undefined
+    }
     if (!entry.session.isTrusted) {
-      this.drop(key, entry) // the lease goes with the session: nothing to delete
+      // Past the local deadline, not lost yet: a late keepalive answer may yet revive the
+      // session, and with it our leasing key, which no entry would then answer a REVOKE for.
+      this.release(key, entry, 'its session is past the local deadline', 'now', false)
       return undefined
     }
     entry.lastRead = Date.now()
@@ -172,9 +177,9 @@ export class LeasingCache {
       if (!(error instanceof EtcdLeaseInvalidError)) {
         // Outcome unknown: the txn may have leased the key to us (now or a little later) with no
         // entry to answer a REVOKE, and a writer would wait for our whole TTL. Lease nothing for
-        // a while, and check once, after the deadline, for such a leftover.
+        // a while, and check after the deadline, until etcd answers, for such a leftover.
         this.releasedAt.set(key, Date.now())
-        this.checkLeftoverLater(key, session)
+        this.leftovers.checkLater(key, session)
         throw error
       }
       // The session ended under us: nothing to cache under it; the next read gets a new one.
@@ -189,7 +194,7 @@ export class LeasingCache {
       return value
     }
     const leasing = res.responses[1]?.response_range?.kvs[0]
-    if (leasing !== undefined && this.isLeftover(key, leasing, session)) {
+    if (leasing !== undefined && this.leftovers.isLeftover(key, leasing, session)) {
       // Ours, but no store of this process caches it (a give-up that failed to delete it, a
       // lease-and-read whose answer was lost): release it for writers.
       this.deleteLeaseKey(key, BigInt(leasing.create_revision), session)
@@ -225,7 +230,7 @@ export class LeasingCache {
     if (outcome === 'not-leased') return
     if (outcome === 'unknown') {
       this.releasedAt.set(key, Date.now())
-      this.checkLeftoverLater(key, session)
+      this.leftovers.checkLater(key, session)
       return
     }
     if (session.isLost) return // the leasing key went with the session
@@ -349,38 +354,6 @@ export class LeasingCache {
           .commit(),
       `delete ${leaseKey}`,
     )
-  }
-
-  /** A leasing key on `session` that no store of this process serves or is leasing. */
-  private isLeftover(key: string, leasing: IKeyValue, session: Session): boolean {
-    return leasing.lease === session.leaseId && !this.cachedOnSession(key)
-  }
-
-  /**
-   * Once the failed call's deadline has surely passed: if `key`'s leasing key is a leftover of
-   * ours, deletes that very key (guarded by its create revision, so a lease taken since by a
-   * store of this process is never touched). One attempt, at most one pending per key: a writer
-   * that finds the leftover later is still bounded by our TTL.
-   */
-  private checkLeftoverLater(key: string, session: Session): void {
-    if (this.checkPending.has(key)) return
-    this.checkPending.add(key)
-    const leaseKey = this.leaseKey(key)
-    setTimeout(async () => {
-      this.checkPending.delete(key)
-      if (session.isLost) return
-      try {
-        const leasing = (await this.client.get(leaseKey).options(callOptions()).exec()).kvs[0]
-        if (leasing === undefined || !this.isLeftover(key, leasing, session)) return
-        await this.client
-          .if(leaseKey, 'Create', '==', leasing.create_revision)
-          .then(this.client.delete().key(leaseKey))
-          .options(callOptions())
-          .commit()
-      } catch (error) {
-        log.locker('kv %s: leftover check failed (%s)', key, (error as Error).message)
-      }
-    }, CALL_TIMEOUT_MS + LEFTOVER_CHECK_SLACK_MS).unref()
   }
 
   /** Forgets give-ups older than the back-off, so the map stays as small as the busy keys. */

@@ -131,17 +131,16 @@ export class LockRequest {
         this.contentionListener,
         stop.signal,
       )
-      if (stop.signal.aborted) {
-        if (kept !== undefined) {
-          this.entry = kept.entry
-          this.watch = kept.watch
-        }
-        throw stop.signal.reason
+      if (kept !== undefined) {
+        this.entry = kept.entry
+        this.watch = kept.watch
+        // Lost while take() read the key: reject as any lock() whose session is lost first.
+        stop.link(kept.entry.session.signal)
       }
+      if (stop.signal.aborted) throw stop.signal.reason
       if (kept !== undefined) {
         retained = true
         this.entry = kept.entry
-        this.watch = kept.watch
       } else {
         // What a kept key's watch told while take() checked it is about that key, not ours.
         this.contended = undefined
@@ -160,11 +159,6 @@ export class LockRequest {
     }
     this.state = 'held'
     this.heldSince = Date.now()
-    this.context.emit('lockAcquired', {
-      id: this.id,
-      waitedMs: this.heldSince - started,
-      retained,
-    })
     const { entry } = this
     log.lock(
       '%s: held by %s (rev %s)%s',
@@ -189,6 +183,12 @@ export class LockRequest {
         )
       }, CONTENTION_WATCH_DELAY_MS)
     }
+    // Last, once the hold is complete: listeners are user code (see Etcd3Locker's notify).
+    this.context.emit('lockAcquired', {
+      id: this.id,
+      waitedMs: this.heldSince - started,
+      retained,
+    })
   }
 
   private readonly contentionListener = {
@@ -212,23 +212,29 @@ export class LockRequest {
     const { entry, watch } = this
     this.forgetSessionLost()
     log.lock('%s: unlock', this.queuePrefix)
-    this.context.emit('lockReleased', { id: this.id, heldMs: Date.now() - this.heldSince })
+    const heldMs = Date.now() - this.heldSince
     const queue = this.context.localQueue(this.queuePrefix)
     // Nobody elsewhere waits: keep the key for this process's next request (step 6), unless
     // this process is shutting down.
-    if (this.contended === undefined && entry !== undefined && !this.context.closing.aborted) {
-      if (this.context.retention.offer(this.queuePrefix, entry, watch)) {
-        this.entry = undefined
-        queue.leave(this)
-        this.context.forgetQueue(this.queuePrefix)
-        return Promise.resolve()
-      }
+    const kept =
+      this.contended === undefined &&
+      entry !== undefined &&
+      !this.context.closing.aborted &&
+      this.context.retention.offer(this.queuePrefix, entry, watch)
+    if (kept) {
+      this.entry = undefined
+      queue.leave(this)
+      this.context.forgetQueue(this.queuePrefix)
+    } else {
+      void watch?.stop()
+      // The delete goes on after unlock() returns: @tus/server awaits unlock() before it
+      // answers, and nothing of this request needs the delete. The next request of this process
+      // for the upload waits for it (local queue); others wait on its watch event, as for any
+      // holder.
+      void this.leaveQueue(queue)
     }
-    void watch?.stop()
-    // The delete goes on after unlock() returns: @tus/server awaits unlock() before it answers,
-    // and nothing of this request needs the delete. The next request of this process for the
-    // upload waits for it (local queue); others wait on its watch event, as for any holder.
-    void this.leaveQueue(queue)
+    // Last, once the key is kept or on its way out: listeners are user code.
+    this.context.emit('lockReleased', { id: this.id, heldMs })
     return Promise.resolve()
   }
 
@@ -314,7 +320,6 @@ export class LockRequest {
     const waiter = cause === 'remote-waiter' ? this.waiter : undefined
     const why = RELEASE_REASONS[cause] + (waiter ? ` (lease ${waiter})` : '')
     log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
-    this.context.emit('releaseRequested', { id: this.id, cause, reason: why, waiter })
     try {
       Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
         log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))
@@ -322,6 +327,7 @@ export class LockRequest {
     } catch (error) {
       log.lock('%s: requestRelease threw: %s', this.queuePrefix, reason(error))
     }
+    this.context.emit('releaseRequested', { id: this.id, cause, reason: why, waiter })
   }
 }
 

@@ -1,0 +1,65 @@
+/**
+ * Issue 19, item 5: a session lost while a kept key is checked (the read before it is handed
+ * out) makes lock() reject with SessionLostError, like every lock() whose session is lost before
+ * it holds; it must not resolve and then be told `session-lost` at once.
+ */
+import { describe, expect, it } from 'vitest'
+import { Etcd3Locker, SessionLostError } from '../../src/index.js'
+import {
+  deferCleanup,
+  endpoints,
+  newClient,
+  startProxy,
+  uniquePrefix,
+  WITHOUT_BREAKER,
+  within,
+} from '../harness/index.js'
+
+const never = () => new AbortController().signal
+
+/** The local deadline of the locker's live session (performance.now() time). */
+function sessionDeadline(locker: Etcd3Locker): number {
+  const keeper = (locker as unknown as { keeper: { live?: { deadline: number } } }).keeper
+  const deadline = keeper.live?.deadline
+  if (deadline === undefined) throw new Error('the locker has no live session')
+  return deadline
+}
+
+describe('a kept key whose session is lost while it is checked', () => {
+  it('lock() rejects with SessionLostError', async () => {
+    const proxy = await startProxy(endpoints()[0] ?? '')
+    deferCleanup(() => proxy.close())
+    const locker = new Etcd3Locker(newClient([proxy.endpoint], WITHOUT_BREAKER), {
+      prefix: uniquePrefix('kept-lost'),
+      ttl: 2,
+      retainLocks: 60_000,
+    })
+    deferCleanup(() => locker.close())
+    const first = locker.newLock('u')
+    await first.lock(never(), () => {})
+    await first.unlock() // kept, with a watch that etcd has not confirmed yet
+    proxy.cut('hold-answers') // ...and will not be heard to: the take must read first
+    expect(locker.retainedLocks).toBe(1)
+
+    // Take it just before the session's deadline: the read is in flight when it passes.
+    const deadline = sessionDeadline(locker)
+    await new Promise((resolve) => setTimeout(resolve, deadline - performance.now() - 150))
+    const told: string[] = []
+    const second = locker.newLock('u')
+    const taking = second
+      .lock(never(), () => {
+        told.push('requestRelease')
+      })
+      .then(
+        () => 'resolved',
+        (error: unknown) => error,
+      )
+    const lost = new Promise<void>((resolve) => locker.once('sessionLost', () => resolve()))
+    await within(lost, 3_000, 'the session is lost')
+    proxy.restore() // the read's answer ("the key is ours") arrives after the loss
+    const outcome = await within(taking, 3_000, 'lock()')
+    await second.unlock()
+    expect(outcome).toBeInstanceOf(SessionLostError)
+    expect(told).toEqual([])
+  }, 20_000)
+})
