@@ -6,6 +6,7 @@ import type { SessionKeeper } from '../session/session-keeper.js'
 import type { KeyedSerial } from '../util/keyed-serial.js'
 import { log } from '../util/log.js'
 import { timerDelay } from '../util/timers.js'
+import { namespacePrefix, watchHubOf } from '../watch/hub.js'
 import { LeftoverLeases } from './leftover-leases.js'
 
 /** The value a writer puts on a leasing key to ask its owner to give the key up. */
@@ -238,35 +239,36 @@ export class LeasingCache {
   }
 
   private install(key: string, raw: string | undefined, revision: bigint, session: Session): void {
-    const watcher = this.client
-      .watch()
-      .key(this.leaseKey(key))
-      .startRevision((revision + 1n).toString())
-      .watcher()
-    // A watch etcd cancelled (compaction) is gone from the client: cancelling it again sends a
-    // cancel whose answer the etcd3 client cannot match, and it throws.
-    let cancelledByEtcd = false
     const entry: CacheEntry = {
       raw,
       leaseKeyRevision: revision,
       session,
       lastRead: Date.now(),
       stopWatching: () => {
-        if (!cancelledByEtcd) watcher.cancel().catch(() => undefined)
+        void watch.cancel()
       },
     }
-    watcher.on('put', (kv) => {
-      if (kv.value.toString() === REVOKE) this.giveUp(key, entry, 'revoked by a writer')
-    })
-    watcher.on('delete', () => {
-      if (this.entries.get(key) === entry) this.drop(key, entry)
-    })
-    // A broken watch may have missed a REVOKE: give the key up rather than risk a stale read.
-    watcher.on('error', () => {
-      cancelledByEtcd = true
-      this.giveUp(key, entry, 'watch cancelled')
-    })
-    watcher.on('disconnected', () => this.giveUp(key, entry, 'watch broken'))
+    // From just after the txn that leased it: a REVOKE put since then is heard. A broken stream
+    // is resumed by the hub from the next revision, so nothing is missed; a watch etcd ends
+    // (compaction) may have missed a REVOKE: give the key up rather than risk a stale read.
+    const watch = watchHubOf(this.client).watch(
+      { key: Buffer.from(namespacePrefix(this.client) + this.leaseKey(key)), from: revision + 1n },
+      {
+        events: (events) => {
+          for (const event of events) {
+            if (event.type === 'Delete') {
+              if (this.entries.get(key) === entry) this.drop(key, entry)
+              return
+            }
+            if (event.kv.value.toString() === REVOKE) {
+              this.giveUp(key, entry, 'revoked by a writer')
+              return
+            }
+          }
+        },
+        interrupted: (why) => this.giveUp(key, entry, `watch ended: ${why}`),
+      },
+    )
     for (const [oldKey, oldEntry] of this.entries) {
       if (this.entries.size < this.bounds.size) break
       this.evict(oldKey, oldEntry, `more than ${this.bounds.size} keys cached (cacheSize)`)
