@@ -23,7 +23,7 @@ import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
 import { settledWithin } from './util/abort.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
 import { log } from './util/log.js'
-import { type WatchHub, watchHubOf } from './watch/hub.js'
+import { type WatchCounters, type WatchHub, watchHubOf } from './watch/hub.js'
 
 const KV_STORE_CALL: OptionsOwner = {
   name: 'locker.kvStore()',
@@ -310,6 +310,15 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /** How many lock keys are kept after their last unlock now (see `retainLocks`). */
   get retainedLocks(): number {
     return this.retention.size
+  }
+
+  /**
+   * What the watch layer of this locker's etcd client counts now: watches open, creates in
+   * flight, progress confirmations, stream resumes, unknown watch ids. The client's lockers and
+   * KV stores share one watch stream, so each of them reports the same counts.
+   */
+  get watchCounters(): WatchCounters {
+    return this.watches.counters
   }
 
   /** The lock key of upload `key` while this locker holds or retains it. */

@@ -7,6 +7,7 @@ import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } 
 import type { Etcd3KvStore } from './kv/kv-store.js'
 import type { LeasingCounters } from './kv/leasing-cache.js'
 import type { Etcd3Locker } from './locker.js'
+import type { WatchCounters } from './watch/hub.js'
 
 /** Options of {@link registerLockerMetrics}. */
 export interface LockerMetricsOptions {
@@ -35,8 +36,9 @@ const WAIT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 /**
  * Exports what the locker does as Prometheus metrics: lock wait time (histogram), acquisitions,
  * timeouts and other failures, locks held and retained, retention hits, release requests by
- * cause, sessions granted and lost, and the leasing cache's hits, misses, revokes, evictions and
- * entries of `kvStores`.
+ * cause, sessions granted and lost, the watch layer's watches open, creates in flight, progress
+ * confirmations, stream resumes and unknown ids, and the leasing cache's hits, misses, revokes,
+ * evictions and entries of `kvStores`.
  *
  * @example
  * ```ts
@@ -136,6 +138,53 @@ export function registerLockerMetrics(
       this.set(kvStores.reduce((sum, store) => sum + store.cachedKeys, 0))
     },
   })
+
+  // The watch layer of the locker's client, read at scrape time.
+  const watchGauge = (suffix: string, field: 'watchesOpen' | 'createsInFlight', help: string) =>
+    new Gauge({
+      name: name(suffix),
+      help,
+      registers,
+      collect() {
+        this.set(locker.watchCounters[field])
+      },
+    })
+  watchGauge(
+    'watches_open',
+    'watchesOpen',
+    'etcd watches open on the client (created or being created).',
+  )
+  watchGauge('watch_creates_in_flight', 'createsInFlight', 'Watch creates sent, not answered yet.')
+  const watchCounter = (field: keyof WatchCounters, suffix: string, help: string) => {
+    let reported = 0
+    return new Counter({
+      name: name(suffix),
+      help,
+      registers,
+      collect() {
+        const now = locker.watchCounters[field]
+        if (now > reported) this.inc(now - reported)
+        reported = now
+      },
+    })
+  }
+  watchCounter(
+    'progressConfirmations',
+    'watch_progress_confirmations_total',
+    'Watches created behind etcd confirmed caught up by a progress answer.',
+  )
+  watchCounter('progressRequests', 'watch_progress_requests_total', 'Progress requests sent.')
+  watchCounter(
+    'streamResumes',
+    'watch_stream_resumes_total',
+    'Watch streams opened again after one broke (every watch re-created).',
+  )
+  watchCounter(
+    'unknownIds',
+    'watch_unknown_ids_total',
+    'Watch answers for an id the client does not know (ignored).',
+  )
+  watchCounter('createsRefused', 'watch_creates_refused_total', 'Watch creates etcd refused.')
 
   const listeners = {
     lockAcquired: ({ waitedMs, retained }: { waitedMs: number; retained: boolean }) => {

@@ -65,4 +65,8 @@ it('the example’s /metrics shows the lock and KV cache counters moving during 
   expect(after.get('tus_etcd3_locker_kv_cache_misses_total')).toBe(0)
   expect(after.get('tus_etcd3_locker_kv_cache_hits_total')).toBeGreaterThan(0)
   expect(after.get('tus_etcd3_locker_lock_timeouts_total')).toBe(0)
+  // The cached metadata key's watch (and a kept lock key's) is open on the client's one stream.
+  expect(after.get('tus_etcd3_locker_watches_open')).toBeGreaterThanOrEqual(1)
+  expect(after.get('tus_etcd3_locker_watch_unknown_ids_total')).toBe(0)
+  expect(after.get('tus_etcd3_locker_watch_stream_resumes_total')).toBe(0)
 })
