@@ -20,19 +20,20 @@ const MAX_READ_BACKOFF_MS = 1_000
 
 /**
  * Protocol step 4 for one held or retained upload: a watch on that upload's queue `P/<id>/`
- * from our key's create revision + 1 (or, for a hold that came after a wait, from one read of
- * the queue), on the client's watch hub. An instance hears of its own uploads only, so a lock
- * cycle elsewhere in the fleet costs it nothing.
+ * from etcd's revision when it creates the watch, plus one read of the queue at that revision,
+ * on the client's watch hub. An instance hears of its own uploads only, so a lock cycle
+ * elsewhere in the fleet costs it nothing.
  *
  * A PUT of another key created after ours is a waiter; a DELETE of our own key means someone
  * removed it (a retained key must never be reused then). Either is told once, and the watch
  * ends. A broken stream is resumed by the hub; when etcd ends the watch (compaction, a refused
- * create), the queue is read once and the watch resumes from the revision of that read: never
- * again from a compacted one.
+ * create), it starts over: a new watch from etcd's revision then, and a read at it.
  */
 export class ContentionWatch {
   private watch: Watch | undefined
   private done = false
+  /** The read at the current watch's start revision found our key first, nobody after it. */
+  private checked = false
   private retry: NodeJS.Timeout | undefined
 
   private readonly queuePrefix: string
@@ -42,12 +43,13 @@ export class ContentionWatch {
   private readonly wholeKey: string
 
   /**
-   * Watches `entry`'s queue for it, `revision` being the entry's create revision. An entry held
-   * at once (see {@link QueueEntry.heldAtEnqueue}) is watched from `revision + 1`; one that held
-   * only after a wait reads its queue once and is watched from that read's revision: a watch
-   * from its old create revision makes etcd decode every revision since, of every key, to catch
-   * it up (and with thousands of such watches etcd spends its CPU there), while one read of the
-   * upload's queue costs it almost nothing.
+   * Watches `entry`'s queue for it, `revision` being the entry's create revision. The watch
+   * starts from etcd's revision when it creates it (so etcd keeps it synced from the start and
+   * never has to catch it up), and one read of the queue at that very revision tells what
+   * happened between our key's create and then: a watch from our old revision would make etcd
+   * decode every revision since, of every key, to catch it up (with thousands of such watches,
+   * its whole CPU, and its writes wait for it), while one read of the upload's queue, served by
+   * the member at a known revision, costs it almost nothing.
    */
   constructor(
     private readonly client: Namespace,
@@ -61,8 +63,7 @@ export class ContentionWatch {
     const ns = namespacePrefix(client)
     this.wholePrefix = ns + this.queuePrefix
     this.wholeKey = ns + this.key
-    if (entry.heldAtEnqueue) this.watchFrom(revision + 1n)
-    else this.readThenWatch(0)
+    this.watchThenRead(0)
   }
 
   /** Whether the watch has told its listener, or was stopped. */
@@ -71,12 +72,12 @@ export class ContentionWatch {
   }
 
   /**
-   * Whether etcd confirmed the watch caught up (see the hub's `live`) and nothing interrupted it
-   * since. Only then does the absence of a `keyDeleted` mean (to within an event's delivery)
-   * that our key is still there.
+   * Whether etcd is watching for us now, synced, and the read at its start revision showed our
+   * key first with nobody after it. Only then does the absence of a `keyDeleted` mean (to within
+   * an event's delivery) that our key is still there.
    */
   get live(): boolean {
-    return !this.done && this.watch?.live === true
+    return !this.done && this.checked && this.watch?.live === true
   }
 
   /**
@@ -92,24 +93,78 @@ export class ContentionWatch {
     return watch?.cancel() ?? Promise.resolve()
   }
 
-  private watchFrom(from: bigint): void {
-    if (this.done) return
-    const start = Buffer.from(this.wholePrefix)
-    const watch = watchHubOf(this.client).watch(
-      { key: start, rangeEnd: Range.prefix(start).end, from },
-      {
-        events: (events) => {
-          if (this.watch === watch) this.onEvents(events)
+  /**
+   * Watches the queue from etcd's revision now, then reads it at the revision etcd created the
+   * watch at. A watch etcd ends (a compaction, a refused create) starts over, backing off.
+   */
+  private watchThenRead(attempt: number): void {
+    const wait = attempt === 0 ? 0 : Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
+    this.retry = setTimeout(() => {
+      if (this.done) return
+      this.checked = false
+      const start = Buffer.from(this.wholePrefix)
+      const watch = watchHubOf(this.client).watch(
+        { key: start, rangeEnd: Range.prefix(start).end, from: 'now' },
+        {
+          created: (revision) => {
+            if (this.watch === watch && !this.checked) this.readAt(watch, revision, 0)
+          },
+          events: (events) => {
+            if (this.watch === watch) this.onEvents(events)
+          },
+          interrupted: (why) => {
+            if (this.watch !== watch) return
+            this.watch = undefined
+            log.lock('%s: contention watch ended (%s); watching again', this.queuePrefix, why)
+            this.watchThenRead(attempt + 1)
+          },
         },
-        interrupted: (why) => {
-          if (this.watch !== watch) return
-          this.watch = undefined
-          log.lock('%s: contention watch ended (%s); reading the queue', this.queuePrefix, why)
-          this.readThenWatch(0)
-        },
-      },
-    )
-    this.watch = watch
+      )
+      this.watch = watch
+    }, wait)
+    this.retry.unref()
+  }
+
+  /**
+   * The queue from our key on, at `revision` (the watch's start, at first from the member's own
+   * store; if that fails, at etcd's revision now, which the watch covers too): our key first
+   * (else it is gone), anything after it is a waiter. Retried, backing off, until etcd answers
+   * or the watch is stopped.
+   */
+  private readAt(watch: Watch, revision: bigint, attempt: number): void {
+    const wait = attempt === 0 ? 0 : Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
+    this.retry = setTimeout(() => {
+      if (this.done || this.watch !== watch) return
+      let read = this.client
+        .getAll()
+        .prefix(this.queuePrefix)
+        .minCreateRevision(this.revision.toString())
+        .sort('Create', 'Ascend')
+        .limit(2)
+      if (attempt === 0) read = read.revision(revision.toString()).serializable(true)
+      read
+        .options(callOptions())
+        .exec()
+        .then(
+          (res) => {
+            if (this.done || this.watch !== watch) return
+            const [first, next] = res.kvs
+            const ours =
+              first !== undefined &&
+              first.key.toString() === this.key &&
+              BigInt(first.create_revision) === this.revision
+            if (!ours) {
+              this.tell('keyDeleted')
+            } else if (next !== undefined) {
+              this.tell('contended', next.key.toString().slice(this.queuePrefix.length))
+            } else {
+              this.checked = true
+            }
+          },
+          () => this.readAt(watch, revision, attempt + 1),
+        )
+    }, wait)
+    this.retry.unref()
   }
 
   private onEvents(events: IEvent[]): void {
@@ -123,45 +178,6 @@ export class ContentionWatch {
     if (told === undefined) return
     if (told.type === 'Delete') this.tell('keyDeleted')
     else this.tell('contended', told.kv.key.toString().slice(this.wholePrefix.length))
-  }
-
-  /**
-   * One read of the queue from our revision on: our key first (else it is gone), anything after
-   * it is a waiter; otherwise watch from the read's revision + 1. Retried, backing off,
-   * until etcd answers or the watch is stopped.
-   */
-  private readThenWatch(attempt: number): void {
-    const wait = attempt === 0 ? 0 : Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
-    this.retry = setTimeout(() => {
-      if (this.done) return
-      this.client
-        .getAll()
-        .prefix(this.queuePrefix)
-        .minCreateRevision(this.revision.toString())
-        .sort('Create', 'Ascend')
-        .limit(2)
-        .options(callOptions())
-        .exec()
-        .then(
-          (res) => {
-            if (this.done) return
-            const [first, next] = res.kvs
-            const ours =
-              first !== undefined &&
-              first.key.toString() === this.key &&
-              BigInt(first.create_revision) === this.revision
-            if (!ours) {
-              this.tell('keyDeleted')
-            } else if (next !== undefined) {
-              this.tell('contended', next.key.toString().slice(this.queuePrefix.length))
-            } else {
-              this.watchFrom(BigInt(res.header.revision) + 1n)
-            }
-          },
-          () => this.readThenWatch(attempt + 1),
-        )
-    }, wait)
-    this.retry.unref()
   }
 
   private tell(what: keyof ContentionListener, waiterKey = ''): void {
