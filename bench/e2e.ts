@@ -211,6 +211,19 @@ async function proposalsPerRequest(
   return ((await proposals(ctx)) - before) / requestCount(alone)
 }
 
+/** The p50 of `n` puts in a row through a client of the bench (the POST's floor unit). */
+async function putRoundTrip(ctx: BenchContext, n: number): Promise<number> {
+  const etcd = client(ctx)
+  const times: number[] = []
+  for (let i = 0; i < n; i++) {
+    const started = performance.now()
+    await etcd.put(`${ctx.prefix}-rtt`).value(`${i}`)
+    times.push(performance.now() - started)
+  }
+  await etcd.delete().key(`${ctx.prefix}-rtt`)
+  return percentile(times, 50)
+}
+
 export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
   const dirs = await Promise.all(
     [0, 1, 2, 3, 4].map(() => mkdtemp(join(tmpdir(), 'tus-etcd3-locker-bench-'))),
@@ -249,6 +262,7 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
     await roundRobin(ctx, sharedOff, prefixes.off, 0),
   )
   const retentionRatios = await pairedRounds(twoOff, two, data, rounds, perRound)
+  const writeTrip = await putRoundTrip(ctx, ctx.quick ? 20 : 200)
   const sides = [memory, one, two, twoOff]
   // Then each etcd side alone, from quiet to quiet: what its requests cost etcd. The quick
   // run (a smoke test) skips this: each quiet wait is a retainLocks.
@@ -298,7 +312,18 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
       unit: 'ratio',
       value: round(percentile(oneRatios, 50)),
       range: [round(oneRatios[0] ?? 0), round(oneRatios.at(-1) ?? 0)],
-      goal: { value: 0.95, higherIsBetter: true },
+      goal: { value: 0.9, higherIsBetter: true },
+    },
+    {
+      scenario: S,
+      name: `POST p50, one instance: (etcd - memory) / one write round trip (a put, p50 ${round(writeTrip)} ms)`,
+      unit: 'ratio',
+      value: round(
+        (percentile(one.requests.get('POST') ?? [], 50) -
+          percentile(memory.requests.get('POST') ?? [], 50)) /
+          writeTrip,
+      ),
+      goal: { value: 2.5, higherIsBetter: false },
     },
     {
       scenario: S,
@@ -312,7 +337,7 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
       unit: 'ratio',
       value: round(percentile(retentionRatios, 50)),
       range: [round(retentionRatios[0] ?? 0), round(retentionRatios.at(-1) ?? 0)],
-      goal: { value: 1, higherIsBetter: true },
+      goal: { value: 0.95, higherIsBetter: true },
     },
     {
       scenario: S,

@@ -1,7 +1,8 @@
 /**
  * Scenario 8: one process holding N locks while another locker of the same process waits on all
- * of them: memory per lock, watchers and streams used, time until every waiter holds once the
- * holder closes.
+ * of them: memory per lock and per waiter, watches, and the times to hold, to queue and until
+ * every waiter holds once the holder closes, against a floor measured first in the same run: N
+ * puts on a lease through the holder's client, 500 at a time.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -22,10 +23,14 @@ function heapAfterGc(): number {
   return process.memoryUsage().heapUsed
 }
 
-/** Watchers the etcd3 client multiplexes on its watch stream (private, read for this report). */
-function watcherCount(etcd: Etcd3): number {
-  const manager = (etcd as unknown as { watchManager?: { watchers?: unknown[] } }).watchManager
-  return manager?.watchers?.length ?? 0
+/** The floor: `count` puts on one lease through `etcd`, 500 at a time (s). */
+async function putsOnALease(etcd: Etcd3, prefix: string, count: number): Promise<number> {
+  const { ID } = await etcd.leaseClient.leaseGrant({ TTL: 600 })
+  const started = performance.now()
+  await inBatches(count, 500, (i) => etcd.put(`${prefix}/${i}`).value('').lease(ID).exec())
+  const seconds = (performance.now() - started) / 1e3
+  await etcd.leaseClient.leaseRevoke({ ID })
+  return seconds
 }
 
 async function inBatches(count: number, size: number, op: (i: number) => Promise<unknown>) {
@@ -47,6 +52,7 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   ctx.defer(() => waiter.close())
   ctx.defer(() => holder.close())
   await Promise.all([holder.ready(), waiter.ready()])
+  const floorSeconds = await putsOnALease(holderClient, `${ctx.prefix}-floor`, count)
   const before = heapAfterGc()
 
   const holdStart = performance.now()
@@ -55,17 +61,19 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   // What etcd counts once every hold's contention watch (50 ms into the hold) is in place, before
   // any waiter: a waiter ends the watch of the hold it queues behind (its holder was told).
   const etcdWatchers = () => etcdMetricSum(ctx.hosts, 'etcd_debugging_mvcc_watcher_total')
-  const watchersBefore = await etcdWatchers()
   const watchersUntil = performance.now() + 60_000
-  let inEtcd = watchersBefore
-  while (watcherCount(holderClient) < count + 1 && performance.now() < watchersUntil) {
+  let inEtcd = await etcdWatchers()
+  const placed = () =>
+    holder.watchCounters.watchesOpen >= count && holder.watchCounters.createsInFlight === 0
+  while (!placed() && performance.now() < watchersUntil) {
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
-  const holderWatchers = watcherCount(holderClient)
+  const holderWatchers = holder.watchCounters.watchesOpen
   while (inEtcd < holderWatchers && performance.now() < watchersUntil) {
     await new Promise((resolve) => setTimeout(resolve, 50))
     inEtcd = await etcdWatchers()
   }
+  const held = heapAfterGc()
 
   const waitStart = performance.now()
   let failed: unknown
@@ -91,9 +99,15 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
   }
+  const waiting = () =>
+    waiter.watchCounters.watchesOpen >= count && waiter.watchCounters.createsInFlight === 0
+  while (!waiting() && performance.now() - waitStart < 600_000) {
+    if (failed) throw failed
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
   const queueSeconds = (performance.now() - waitStart) / 1e3
   const during = heapAfterGc()
-  const waiterWatchers = watcherCount(waiterClient)
+  const waiterWatchers = waiter.watchCounters.watchesOpen
 
   const closeStart = performance.now()
   await holder.close()
@@ -103,30 +117,26 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   await inBatches(locks.length, 500, (i) => (locks[i] as { unlock(): Promise<void> }).unlock())
 
   const S = `scale (${count} held + ${count} waiting)`
+  const ratio = (name: string, seconds: number, goal: number): Result => ({
+    scenario: S,
+    name,
+    unit: 'ratio',
+    value: round(seconds / floorSeconds),
+    goal: { value: goal, higherIsBetter: false },
+  })
+  const perLock = (name: string, bytes: number): Result => ({
+    scenario: S,
+    name,
+    unit: 'bytes',
+    value: round(bytes / count, 0),
+    goal: { value: 2_048, higherIsBetter: false },
+  })
   return [
     {
       scenario: S,
-      name: 'heap per lock or waiter',
-      unit: 'bytes',
-      value: round((during - before) / (2 * count), 0),
-    },
-    {
-      scenario: S,
-      name: 'watchers of the holding locker (one per held lock + its stream watcher, one stream)',
-      unit: 'count',
-      value: holderWatchers,
-    },
-    {
-      scenario: S,
-      name: 'watchers of the waiting locker (one per waiter, on its one watch stream)',
-      unit: 'count',
-      value: waiterWatchers,
-    },
-    {
-      scenario: S,
-      name: "watchers in etcd while the locks are held (etcd's gauge)",
-      unit: 'count',
-      value: inEtcd,
+      name: `floor: ${count} puts on a lease, 500 at a time, same client`,
+      unit: 'ms',
+      value: round(floorSeconds * 1e3, 0),
     },
     {
       scenario: S,
@@ -136,7 +146,7 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
     },
     {
       scenario: S,
-      name: `time to queue ${count} waiters`,
+      name: `time to queue ${count} waiters (every key written, every watch created)`,
       unit: 'ms',
       value: round(queueSeconds * 1e3, 0),
     },
@@ -145,6 +155,29 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
       name: 'close() -> every waiter holds',
       unit: 'ms',
       value: round(releaseSeconds * 1e3, 0),
+    },
+    ratio('hold / floor', holdSeconds, 0.5),
+    ratio('queue / floor', queueSeconds, 1),
+    ratio('close() -> every waiter holds / floor', releaseSeconds, 0.5),
+    perLock('heap per held lock (its key, request, contention watch)', held - before),
+    perLock('heap per waiter (its key, request, watch)', during - held),
+    {
+      scenario: S,
+      name: 'watches of the holding locker (one per held lock, one stream)',
+      unit: 'count',
+      value: holderWatchers,
+    },
+    {
+      scenario: S,
+      name: 'watches of the waiting locker (one per waiter, one stream)',
+      unit: 'count',
+      value: waiterWatchers,
+    },
+    {
+      scenario: S,
+      name: "watchers in etcd while the locks are held (etcd's gauge)",
+      unit: 'count',
+      value: inEtcd,
     },
   ]
 }

@@ -8,6 +8,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { Etcd3Locker } from '../src/index.js'
 import { MAX_RETAINED_LOCKS } from '../src/lock/retention.js'
+import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
 
@@ -39,7 +40,67 @@ function heapAfterGc(): number {
   return process.memoryUsage().heapUsed
 }
 
+/** Lock cycles per second of the last soak alone (the baseline of {@link soakAfterScale}). */
+let aloneRate: number | undefined
+
 export async function soak(ctx: BenchContext): Promise<Result[]> {
+  const { results, rate } = await runSoak(ctx, 'soak')
+  aloneRate = rate
+  return results
+}
+
+/**
+ * The soak again, right after the scale scenario in the same process (and etcd): at the same
+ * speed as alone, with no watcher of etcd's left behind (etcd's slow-watcher gauge, sampled
+ * every 500 ms through the run).
+ */
+export async function soakAfterScale(ctx: BenchContext): Promise<Result[]> {
+  let slowest = 0
+  let sampling = true
+  const sampler = (async () => {
+    while (sampling) {
+      const slow = await etcdMetricSum(ctx.hosts, 'etcd_debugging_mvcc_slow_watcher_total')
+      slowest = Math.max(slowest, slow)
+      await new Promise((resolve) => setTimeout(resolve, 500))
+    }
+  })()
+  const { results, rate } = await runSoak(ctx, 'after-scale soak').finally(() => {
+    sampling = false
+  })
+  await sampler
+  const S = results[0]?.scenario ?? 'after-scale soak'
+  results.push(
+    {
+      scenario: S,
+      // A watch created behind etcd's revision is "slow" until etcd's next catch-up pass.
+      name: "most slow watchers in etcd at once during it (etcd's gauge, sampled)",
+      unit: 'count',
+      value: slowest,
+    },
+    {
+      scenario: S,
+      name: "slow watchers in etcd after it (etcd's gauge): no backlog left",
+      unit: 'count',
+      value: await etcdMetricSum(ctx.hosts, 'etcd_debugging_mvcc_slow_watcher_total'),
+      goal: { value: 0, higherIsBetter: false },
+    },
+  )
+  if (aloneRate !== undefined) {
+    results.push({
+      scenario: S,
+      name: 'lock cycles per second / a soak alone (same run)',
+      unit: 'ratio',
+      value: round(rate / aloneRate),
+      goal: { value: 0.9, higherIsBetter: true },
+    })
+  }
+  return results
+}
+
+async function runSoak(
+  ctx: BenchContext,
+  title: string,
+): Promise<{ results: Result[]; rate: number }> {
   const cycles = ctx.quick ? 2_000 : 100_000
   const etcd = client(ctx)
   const locker = new Etcd3Locker(etcd, { prefix: ctx.prefix })
@@ -83,8 +144,9 @@ export async function soak(ctx: BenchContext): Promise<Result[]> {
   const lockKeys = await etcd.getAll().prefix(`${ctx.prefix}/`).keys()
   const left = lockKeys.filter((k) => !k.startsWith(`${ctx.prefix}/.kv/`)).length
   const mib = (bytes: number) => round(bytes / 2 ** 20, 1)
-  const S = `soak (${cycles} cycles, ${CONCURRENT} concurrent, ${IDS} ids)`
-  return [
+  const S = `${title} (${cycles} cycles, ${CONCURRENT} concurrent, ${IDS} ids)`
+  const rate = cycles / seconds
+  const results: Result[] = [
     {
       scenario: S,
       name: 'lock cycles (with a cached get) per second',
@@ -125,4 +187,5 @@ export async function soak(ctx: BenchContext): Promise<Result[]> {
     },
     { scenario: S, name: 'lock and leasing keys left after close()', unit: 'count', value: left },
   ]
+  return { results, rate }
 }

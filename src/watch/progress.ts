@@ -62,8 +62,12 @@ export class Progress {
     this.timer = undefined
   }
 
-  /** `watch` was created behind etcd's revision: it is live once an answer confirms it. */
+  /**
+   * `watch` was created behind etcd's revision: it is live once an answer confirms it. Unless
+   * this etcd's answers are known to be ordered, nothing waits: it stays not live.
+   */
   await(watch: Watch): void {
+    if (!this.trusted) return
     this.waiting.push(watch)
     this.schedule(0)
   }
@@ -115,9 +119,11 @@ export class Progress {
     this.timer.unref()
   }
 
-  /** The stream's etcd version became known. */
+  /**
+   * Whether the stream's etcd answers progress requests in order (its version, asked when the
+   * stream opened). A watch created before that is known is not confirmed on this stream.
+   */
   setTrusted(trusted: boolean): void {
     this.trusted = trusted
-    if (trusted && this.waiting.length > this.head) this.schedule(0)
   }
 }
