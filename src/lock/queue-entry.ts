@@ -168,28 +168,35 @@ export class QueueEntry {
     predecessor: Predecessor,
     signal: AbortSignal,
   ): Promise<'first' | 'look-again'> {
-    const from = predecessor.revision + 1n
-    // A watch that starts at a revision etcd has passed already (the predecessor may have been
-    // deleted while ours was being set up, as when a kept key is given up at once) is served by
-    // etcd's catch-up loop, up to 100 ms later. Then read the queue once: if the predecessor is
-    // gone by then, go on at once. A watch etcd serves live needs no read.
+    // The watch starts at etcd's revision when etcd creates it: one from our enqueue's revision
+    // would be behind by then, and etcd catches such a watch up in passes, decoding every
+    // revision since (with thousands of waiters, its whole CPU). One read of the queue once etcd
+    // created the watch tells what happened before: the predecessor gone already (go on at
+    // once), or our own key gone (LockLostError).
     const stopWatching = new LinkedAbort()
     stopWatching.link(signal)
-    let lookedFirst!: (outcome: 'first' | 'look-again') => void
-    const looked = new Promise<'first' | 'look-again'>((resolve) => {
-      lookedFirst = resolve
+    let looked!: (outcome: 'first' | 'look-again' | 'waiting') => void
+    let lost!: (error: unknown) => void
+    const lookedAt = new Promise<'first' | 'look-again' | 'waiting'>((resolve, reject) => {
+      looked = resolve
+      lost = reject
     })
-    const look = (revision: bigint) => {
-      if (revision < from) return
+    let lookedOnce = false
+    const look = () => {
+      if (lookedOnce) return // created again after a broken stream: resumed, nothing missed
+      lookedOnce = true
       this.predecessor().then(
         (now) => {
-          if (now === undefined) lookedFirst('first')
-          else if (now.key !== predecessor.key) lookedFirst('look-again')
+          if (now === undefined) looked('first')
+          else looked(now.key === predecessor.key ? 'waiting' : 'look-again')
         },
-        () => {}, // our key gone, or etcd not answering: the watch tells
+        (error: unknown) => {
+          if (error instanceof LockLostError) lost(error)
+          else looked('look-again') // etcd not answering: the caller reads again
+        },
       )
     }
-    const watched = predecessor.last
+    const watched: Promise<'first' | 'look-again'> = predecessor.last
       ? // The hand-over with no read after it: the queue's deletes, in revision order, prove
         // that our key outlived the predecessor's. Only the second in line watches the whole
         // queue, and only for deletes, so a long queue costs no more events than a short one.
@@ -197,21 +204,31 @@ export class QueueEntry {
           this.client,
           { prefix: this.queuePrefix },
           [this.key, predecessor.key],
-          from,
+          'now',
           stopWatching.signal,
           look,
         ).then((deleted) => {
           if (deleted === this.key) throw new LockLostError(this.key)
           return deleted === predecessor.key ? 'first' : 'look-again'
         })
-      : deletedOrInterrupted(this.client, predecessor.key, from, stopWatching.signal, look).then(
+      : deletedOrInterrupted(this.client, predecessor.key, 'now', stopWatching.signal, look).then(
           () => 'look-again' as const,
         )
+    // The watch's 'first' holds only once the read showed our key there after the watch began:
+    // a delete of it before then is in no event.
+    const verdict = watched.then(async (outcome) => {
+      if (outcome !== 'first') return outcome
+      return (await lookedAt) === 'look-again' ? 'look-again' : 'first'
+    })
+    const early = lookedAt.then((outcome) =>
+      outcome === 'waiting' ? new Promise<never>(() => {}) : outcome,
+    )
     try {
-      return await Promise.race([watched, looked])
+      return await Promise.race([verdict, early])
     } finally {
       stopWatching.abort('waited')
-      watched.catch(() => undefined)
+      verdict.catch(() => undefined)
+      early.catch(() => undefined)
     }
   }
 
