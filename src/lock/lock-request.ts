@@ -168,9 +168,6 @@ export class LockRequest {
       retained ? ', kept from the last unlock' : '',
     )
     this.forgetSessionLost = onAbort(entry.session.signal, this.onSessionLost)
-    if (entry.session.isLost) this.onSessionLost()
-    if (this.contended !== undefined) this.askToRelease(this.contended)
-    if (queue.size > 1) this.askToRelease('local-waiter')
     if (this.watch === undefined) {
       this.watchTimer = setTimeout(() => {
         const revision = entry.revision
@@ -183,12 +180,16 @@ export class LockRequest {
         )
       }, CONTENTION_WATCH_DELAY_MS)
     }
-    // Last, once the hold is complete: listeners are user code (see Etcd3Locker's notify).
+    // Once the hold is set up, and before anyone asks it to release: listeners are user code
+    // (see IsolatedListeners), and hear of a hold before of a request to end it.
     this.context.emit('lockAcquired', {
       id: this.id,
       waitedMs: this.heldSince - started,
       retained,
     })
+    if (entry.session.isLost) this.onSessionLost()
+    if (this.contended !== undefined) this.askToRelease(this.contended)
+    if (queue.size > 1) this.askToRelease('local-waiter')
   }
 
   private readonly contentionListener = {
@@ -320,6 +321,8 @@ export class LockRequest {
     const waiter = cause === 'remote-waiter' ? this.waiter : undefined
     const why = RELEASE_REASONS[cause] + (waiter ? ` (lease ${waiter})` : '')
     log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
+    // Just before requestRelease: a listener can tell why when requestRelease runs.
+    this.context.emit('releaseRequested', { id: this.id, cause, reason: why, waiter })
     try {
       Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
         log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))
@@ -327,7 +330,6 @@ export class LockRequest {
     } catch (error) {
       log.lock('%s: requestRelease threw: %s', this.queuePrefix, reason(error))
     }
-    this.context.emit('releaseRequested', { id: this.id, cause, reason: why, waiter })
   }
 }
 
