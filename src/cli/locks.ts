@@ -1,13 +1,8 @@
-/**
- * `locks`: every upload id with a queue, its holder and waiters in queue order. A holder of a
- * complete upload with nobody waiting is shown as `kept`: the key the locker keeps after its last
- * unlock (`retainLocks`), not a request writing the upload.
- */
+/** `locks`: every upload id with a queue, its holder and waiters in queue order. */
 import type { Etcd3 } from 'etcd3'
 import { cell, seconds, table } from './format.js'
 import type { Output } from './output.js'
 import { type QueueEntry, readSnapshot, type Snapshot } from './snapshot.js'
-import { completeUploads } from './upload-records.js'
 
 /** One queue entry in the `--json` document. */
 export interface EntryJson {
@@ -23,24 +18,13 @@ export interface LockJson {
   id: string
   holder: EntryJson
   waiters: EntryJson[]
-  /**
-   * The upload is complete (its record in the KV store says offset = size) and nobody waits: the
-   * holder's key is the one kept after the last unlock (`retainLocks`), or a HEAD reading it.
-   */
-  kept: boolean
 }
 
 export async function locks(client: Etcd3, prefix: string): Promise<Output> {
-  const snapshot = await readSnapshot(client, prefix)
-  const alone = [...snapshot.queues].filter(([, queue]) => queue.length === 1).map(([id]) => id)
-  return locksOutput(
-    snapshot,
-    prefix,
-    await completeUploads(client, prefix, alone, snapshot.revision),
-  )
+  return locksOutput(await readSnapshot(client, prefix), prefix)
 }
 
-export function locksOutput(snapshot: Snapshot, prefix: string, kept: Set<string>): Output {
+export function locksOutput(snapshot: Snapshot, prefix: string): Output {
   const entry = (e: QueueEntry): EntryJson => ({
     lease: e.lease,
     ttl: snapshot.leases.get(e.leaseId)?.ttl ?? null,
@@ -49,14 +33,11 @@ export function locksOutput(snapshot: Snapshot, prefix: string, kept: Set<string
   })
   const list: LockJson[] = []
   for (const [id, [holder, ...waiters]] of snapshot.queues) {
-    if (holder) {
-      list.push({ id, holder: entry(holder), waiters: waiters.map(entry), kept: kept.has(id) })
-    }
+    if (holder) list.push({ id, holder: entry(holder), waiters: waiters.map(entry) })
   }
   const rows = [['ID', 'ROLE', 'LEASE', 'TTL']]
   for (const lock of list) {
-    const role = lock.kept ? 'kept' : 'holder'
-    rows.push([cell(lock.id), role, lock.holder.lease, seconds(lock.holder.ttl)])
+    rows.push([cell(lock.id), 'holder', lock.holder.lease, seconds(lock.holder.ttl)])
     lock.waiters.forEach((w, i) => {
       rows.push([cell(lock.id), `waiter ${i + 1}`, w.lease, seconds(w.ttl)])
     })

@@ -38,10 +38,7 @@ ${EXIT_CODES}`,
   locks: `Usage: ${PROGRAM} locks [options]
 
 List every upload id with a lock queue under the prefix: the holder's session lease (hex) and
-its TTL left in seconds, then each waiter in queue order with its lease and TTL left. A
-holder shown as 'kept' holds a complete upload (its record in the KV store says offset =
-size) that nobody waits for: the key the locker keeps after its last unlock (retainLocks,
-5 s by default), not a request writing it.
+its TTL left in seconds, then each waiter in queue order with its lease and TTL left.
 
 ${GLOBAL_OPTIONS}`,
 

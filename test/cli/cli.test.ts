@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
-import { Upload } from '@tus/utils'
 import { describe, expect, it } from 'vitest'
 import { escapeId, leaseHex } from '../../src/keys.js'
 import { type Child, runTs } from '../harness/child.js'
@@ -11,7 +10,6 @@ import {
   endpoints,
   keysUnder,
   newClient,
-  newLocker,
   uniquePrefix,
   untilKeyCount,
   within,
@@ -136,41 +134,6 @@ describe('tus-etcd3-locker CLI', () => {
     console.log(
       `[figure] cli locks/sessions (4 runs in parallel): ${[text, json, sessionsText, sessionsJson].map((r) => r.ms).join(', ')} ms`,
     )
-  })
-
-  it('locks shows the key kept after a complete upload\'s last unlock as "kept", not "holder"', async () => {
-    const prefix = uniquePrefix('cli-kept')
-    // The server's locker: keys kept after the last unlock (retainLocks), records in etcd.
-    const locker = newLocker({ prefix, ttl: 10, lockDrainTimeout: 2_000, retainLocks: 20_000 })
-    const records = locker.kvStore<Upload>()
-    const finished = new Upload({ id: 'done-1', size: 3, offset: 3 })
-    const partial = new Upload({ id: 'part-1', size: 3, offset: 1 })
-    for (const upload of [finished, partial]) {
-      const lock = locker.newLock(upload.id)
-      await within(
-        lock.lock(new AbortController().signal, () => {}),
-        5_000,
-        'lock()',
-      )
-      await records.set(upload.id, upload)
-      await lock.unlock()
-    }
-    expect(locker.retainedLocks).toBe(2)
-
-    const at = ['--endpoints', eps(), '--prefix', prefix]
-    const [text, json] = await Promise.all([cli(['locks', ...at]), cli(['locks', '--json', ...at])])
-    expect(text.code, text.stderr).toBe(0)
-    expect(text.stdout.trimEnd().split('\n')).toEqual([
-      expect.stringMatching(/^ID +ROLE +LEASE +TTL$/),
-      expect.stringMatching(/^done-1 +kept +[0-9a-f]+ +\d+s$/),
-      expect.stringMatching(/^part-1 +holder +[0-9a-f]+ +\d+s$/),
-    ])
-    expect(json.code, json.stderr).toBe(0)
-    const doc = JSON.parse(json.stdout) as { locks: Array<{ id: string; kept: boolean }> }
-    expect(doc.locks.map(({ id, kept }) => ({ id, kept }))).toEqual([
-      { id: 'done-1', kept: true },
-      { id: 'part-1', kept: false },
-    ])
   })
 
   it("release makes the holder's requestRelease fire and exits 0 once it let go", async () => {
