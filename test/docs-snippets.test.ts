@@ -106,7 +106,7 @@ describe("the README's Usage, run against three etcd members", () => {
     })
     const output = collect(server)
     try {
-      await within(output.until(/^tus server on /), 20_000, 'the Usage server listening')
+      await within(output.until(/^tus server on port /), 20_000, 'the Usage server listening')
       const base = `http://127.0.0.1:${port}/files`
       const tus = { 'Tus-Resumable': '1.0.0' }
       const created = await fetch(base, {
