@@ -21,6 +21,8 @@ export default defineConfig({
   },
   test: {
     globalSetup: ['test/harness/global-setup.ts'],
+    // The locker's advice warnings that tests cause on purpose are not printed (see the file).
+    setupFiles: ['test/harness/expected-warnings.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     reporters,

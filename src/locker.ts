@@ -54,16 +54,21 @@ const MAX_CALLS_IN_FLIGHT = 128
  *
  * @example
  * ```ts
- * const client = createEtcdClient({ hosts: '127.0.0.1:2379' })
- * const locker = new Etcd3Locker(client, { ttl: 60, prefix: '/tusd' })
- * const server = new Server({ path: '/files', locker, datastore })
+ * const client = createEtcdClient({ hosts: process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379' })
+ * const locker = new Etcd3Locker(client, { ttl: 10, prefix: '/tusd', lockDrainTimeout: 2_000 })
+ * const server = new Server({
+ *   path: '/files',
+ *   locker,
+ *   lockDrainTimeout: locker.options.lockDrainTimeout, // the same on both
+ *   datastore,
+ * })
  * const http = server.listen({ port: 1080 })
  * let stopping = false
  * process.on('SIGTERM', async () => {
  *   if (stopping) return // a second signal must not cut the revoke short
  *   stopping = true
  *   http.close() // stop accepting; let holders answer, then revoke the session
- *   await locker.close({ drain: 4_000 })
+ *   await locker.close({ drain: 7_000 })
  *   http.closeAllConnections()
  *   client.close()
  *   process.exit(0)
