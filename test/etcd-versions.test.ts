@@ -92,17 +92,25 @@ describe(`etcd ${version}: the harness`, () => {
 describe(`etcd ${version}: requested progress notifications (progress_request)`, () => {
   it(`on a stream with no watch: ${progressFollowsEvents ? 'not answered' : 'answered at once'}`, async () => {
     const rev = await currentRevision()
+    const key = `${uniquePrefix('none')}/k`
     const stream = await openStream()
     stream.send({ progress_request: {} })
-    stream.send({ create_request: { key: bytes(`${uniquePrefix('none')}/k`) } })
+    stream.send({ create_request: { key: bytes(key) } })
     stream.send({ progress_request: {} })
-    const created = await stream.until((r) => r.created, 'the create')
-    await stream.until(isRequestedProgress, 'a progress answer after the create', created)
+    const answers = progressFollowsEvents ? 1 : 2
+    const progress = () => stream.responses.filter(isRequestedProgress)
+    await stream.until((r) => r.created, 'the create')
+    await stream.until(() => progress().length >= answers, `${answers} progress answers`)
+    // An event comes after any answer still on its way (on 3.5 answers share its channel).
+    await client.put(key).value('x')
+    const event = await stream.until((r) => kindOf(r) === 'events', 'the event')
     stream.close()
-    expect(stream.responses.map(kindOf)).toEqual(
-      progressFollowsEvents ? ['created', 'progress'] : ['progress', 'created', 'progress'],
-    )
-    for (const r of stream.responses) expect(revisionOf(r)).toBe(rev)
+    const before = stream.responses.slice(0, event)
+    expect(before.filter(isRequestedProgress).map(revisionOf)).toEqual(Array(answers).fill(rev))
+    // 3.4.23 answers through the stream's control channel, in order with the create's answer;
+    // 3.5's answer comes through the watch's channel, before or after the create's answer.
+    if (!progressFollowsEvents)
+      expect(before.map(kindOf)).toEqual(['progress', 'created', 'progress'])
   })
 
   it('with synced watches and no events: one answer, watch id -1, the store revision', async () => {
@@ -147,6 +155,28 @@ describe(`etcd ${version}: requested progress notifications (progress_request)`,
     }
     if (progressFollowsEvents) expect(ahead).toBe(0)
     else expect(ahead).toBeGreaterThan(0)
+  })
+  // etcd PR 20286 (3.4.38, 3.5.22): no progress below a watch's start revision.
+  const progressBelowStart =
+    compareVersions(version, '3.5.0') >= 0
+      ? compareVersions(version, '3.5.22') < 0
+      : compareVersions(version, '3.4.38') < 0
+  it(`for a watch from a future revision: ${progressBelowStart ? 'answered with a revision below its start' : 'never answered below its start'}`, async () => {
+    const prefix = uniquePrefix('future')
+    const start = (await currentRevision()) + 3
+    const stream = await openStream()
+    stream.send({ create_request: { key: bytes(`${prefix}/k`), start_revision: String(start) } })
+    await stream.until((r) => r.created, 'the create')
+    stream.send({ progress_request: {} })
+    for (let i = 0; i < 3; i++) await client.put(`${prefix}/elsewhere`).value(String(i))
+    stream.send({ progress_request: {} })
+    await stream.until(
+      (r) => isRequestedProgress(r) && revisionOf(r) >= start,
+      'a progress answer once the store reached the start revision',
+    )
+    stream.close()
+    const below = stream.responses.filter((r) => isRequestedProgress(r) && revisionOf(r) < start)
+    expect(below.length > 0).toBe(progressBelowStart)
   })
 })
 
