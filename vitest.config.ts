@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url'
 import { configDefaults, defineConfig } from 'vitest/config'
 
-// In CI, also write vitest's JSON report: .ci/run reads it for its "tests: N passed, M failed" line.
+// In CI, also write vitest's JSON report: .ci/run reads it for its "tests: N passed, M failed" line
+// (one report per etcd line: it passes --outputFile.json=.ci/results-<line>.json).
 const reporters = process.env.CI ? ['default', 'json'] : ['default']
 
 const source = (file: string) => fileURLToPath(new URL(file, import.meta.url))
