@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url'
 import { configDefaults, defineConfig } from 'vitest/config'
 
-// In CI, also write vitest's JSON report: .ci/run reads it for its "tests: N passed, M failed" line.
+// In CI, also write vitest's JSON report: .ci/run reads it for its "tests: N passed, M failed" line
+// (one report per etcd line: it passes --outputFile.json=.ci/results-<line>.json).
 const reporters = process.env.CI ? ['default', 'json'] : ['default']
 
 const source = (file: string) => fileURLToPath(new URL(file, import.meta.url))
@@ -21,6 +22,8 @@ export default defineConfig({
   },
   test: {
     globalSetup: ['test/harness/global-setup.ts'],
+    // The locker's advice warnings that tests cause on purpose are not printed (see the file).
+    setupFiles: ['test/harness/expected-warnings.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     reporters,

@@ -1,6 +1,7 @@
 /**
- * A tus upload server on express with Etcd3Locker and Prometheus metrics: copy this file to
- * start your own.
+ * A tus upload server on express with Etcd3Locker and Prometheus metrics. To start your own from
+ * it, copy it with shutdown.ts and install tus-etcd3-locker, @tus/server, @tus/file-store, express
+ * and prom-client, plus tsx to run TypeScript. It is an ES module.
  *
  *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 node --import tsx examples/express.ts
  *

@@ -1,5 +1,9 @@
 /**
- * A tus upload server on plain node:http with Etcd3Locker: copy this file to start your own.
+ * A tus upload server on plain node:http with Etcd3Locker. To start your own from it, copy it
+ * with what it imports: shutdown.ts, upload-page.ts and public/ (the upload page, which serves
+ * tus-js-client's browser bundle from node_modules), and install tus-etcd3-locker, @tus/server,
+ * @tus/file-store, prom-client and tus-js-client, plus tsx to run TypeScript (or drop the page,
+ * /locks and /metrics: the README's Usage is the minimal server). It is an ES module.
  *
  *   ETCD_ENDPOINTS=127.0.0.1:2379 PORT=1080 node --import tsx examples/node-http.ts
  *

@@ -1,7 +1,8 @@
 /**
  * A tus upload server that stores uploads in S3 (or any S3-compatible store: MinIO, Ceph, R2,
- * ...) with Etcd3Locker, and keeps S3Store's metadata cache in etcd: copy this file to start your
- * own.
+ * ...) with Etcd3Locker, and keeps S3Store's metadata cache in etcd. To start your own from it,
+ * copy it with shutdown.ts and install tus-etcd3-locker, @tus/server and @tus/s3-store, plus tsx
+ * to run TypeScript. It is an ES module.
  *
  *   ETCD_ENDPOINTS=127.0.0.1:2379 S3_BUCKET=uploads S3_ENDPOINT=http://127.0.0.1:9000 \
  *     AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... PORT=1080 node --import tsx examples/s3.ts

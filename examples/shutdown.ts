@@ -1,5 +1,5 @@
 /**
- * Graceful shutdown of a tus instance, shared by the examples: copy it with them.
+ * Graceful shutdown of a tus instance, shared by the examples: copy it with any of them.
  *
  * On SIGTERM (Kubernetes, `docker stop`) or Ctrl-C: stop accepting connections, ask every upload
  * lock holder to release (`@tus/server` then ends each PATCH after its `lockDrainTimeout`, keeping

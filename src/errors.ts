@@ -1,7 +1,9 @@
 /**
  * Errors of this package. Each carries `status_code` and `body` like `ERRORS` of `@tus/utils`,
  * so `@tus/server` answers a tus client with them instead of a bare 500.
- * Acquire timeouts and aborts use `ERRORS.ERR_LOCK_TIMEOUT` of `@tus/utils` itself.
+ * Aborts, and timeouts behind another request of this process, use `ERRORS.ERR_LOCK_TIMEOUT`
+ * of `@tus/utils` itself (as `MemoryLocker`); a timeout while waiting on etcd is a
+ * {@link LockTimeoutError}, which says what it waited for.
  */
 
 /** Base class: an error `@tus/server` can turn into an HTTP response. */
@@ -108,3 +110,42 @@ export class LockLostError extends LockerError {
     super(`the lock key ${key} is gone from etcd: the lock was lost`, 503)
   }
 }
+
+/**
+ * `lock()` waited `acquireLockTimeout` ms in etcd: for the queue entry ahead of it (another
+ * instance, `etcdctl lock` or a Go client holds the upload), or for etcd itself to answer. Like
+ * `ERRORS.ERR_LOCK_TIMEOUT` it is a 500 whose body starts with `failed to acquire lock before
+ * timeout`, and it goes on to name etcd and what it waited for, so the tus client's answer and
+ * the log point the operator at etcd.
+ */
+export class LockTimeoutError extends LockerError {
+  /** The upload id. */
+  readonly id: string
+  /** What the request waited on when the time ran out. */
+  readonly waitingOn: 'queue-entry' | 'etcd'
+  /** For `queue-entry`: the lease (hex) of the entry ahead, the last segment of its key. */
+  readonly holder: string | undefined
+
+  constructor(info: {
+    id: string
+    waitedMs: number
+    waitingOn: 'queue-entry' | 'etcd'
+    holder: string | undefined
+    queuePrefix: string
+    endpoints: string
+  }) {
+    const waited = `${ERR_LOCK_TIMEOUT_BODY}: upload ${JSON.stringify(info.id)} waited ${info.waitedMs} ms (acquireLockTimeout)`
+    super(
+      info.waitingOn === 'queue-entry'
+        ? `${waited} in its etcd queue at ${info.endpoints} behind ${info.queuePrefix}${info.holder ?? ''}, the entry of lease ${info.holder ?? 'unknown'} (another instance, etcdctl lock or a Go client holds the upload; 'tus-etcd3-locker locks' shows who)`
+        : `${waited} for etcd at ${info.endpoints}, which did not answer its lock calls in time: is etcd up, with a leader?`,
+      500,
+    )
+    this.id = info.id
+    this.waitingOn = info.waitingOn
+    this.holder = info.holder
+  }
+}
+
+/** The start of `ERRORS.ERR_LOCK_TIMEOUT.body` of `@tus/utils`: what tus clients know. */
+const ERR_LOCK_TIMEOUT_BODY = 'failed to acquire lock before timeout'

@@ -3,6 +3,7 @@ export {
   LockerClosedError,
   LockerError,
   LockLostError,
+  LockTimeoutError,
   PermissionDeniedError,
   SessionLostError,
   SessionUnavailableError,

@@ -7,6 +7,7 @@ import { lockQueuePrefix } from './keys.js'
 import type { Fence } from './kv/fenced-writer.js'
 import { KV_STORE_DEFAULTS, type KvStoreOptions } from './kv/kv-options.js'
 import { Etcd3KvStore } from './kv/kv-store.js'
+import { IsolatedListeners } from './listener-errors.js'
 import { LocalQueue } from './lock/local-queue.js'
 import { Etcd3Lock } from './lock/lock.js'
 import type { LockContext, LockRequest } from './lock/lock-request.js'
@@ -53,16 +54,21 @@ const MAX_CALLS_IN_FLIGHT = 128
  *
  * @example
  * ```ts
- * const client = createEtcdClient({ hosts: '127.0.0.1:2379' })
- * const locker = new Etcd3Locker(client, { ttl: 60, prefix: '/tusd' })
- * const server = new Server({ path: '/files', locker, datastore })
+ * const client = createEtcdClient({ hosts: process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379' })
+ * const locker = new Etcd3Locker(client, { ttl: 10, prefix: '/tusd', lockDrainTimeout: 2_000 })
+ * const server = new Server({
+ *   path: '/files',
+ *   locker,
+ *   lockDrainTimeout: locker.options.lockDrainTimeout, // the same on both
+ *   datastore,
+ * })
  * const http = server.listen({ port: 1080 })
  * let stopping = false
  * process.on('SIGTERM', async () => {
  *   if (stopping) return // a second signal must not cut the revoke short
  *   stopping = true
  *   http.close() // stop accepting; let holders answer, then revoke the session
- *   await locker.close({ drain: 4_000 })
+ *   await locker.close({ drain: 7_000 })
  *   http.closeAllConnections()
  *   client.close()
  *   process.exit(0)
@@ -78,8 +84,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   private readonly watches: WatchHub
   private closed: Promise<void> | undefined
   private readonly kvStores = new Map<string, Etcd3KvStore<unknown>>()
-  /** Events whose throwing listener was reported as a process warning already. */
-  private readonly listenerErrorsReported = new Set<keyof LockerEvents>()
+  /** Emits to listeners (user code) that cannot change what a lock does, even if they throw. */
+  private readonly isolated = new IsolatedListeners<LockerEvents>(this, 'Etcd3Locker')
 
   /**
    * @param client An `Etcd3` client (or a `Namespace` of one). It is not closed by the locker.
@@ -108,10 +114,10 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
           if (session.ttl !== this.optionsInForce.ttl) {
             this.optionsInForce = Object.freeze({ ...this.optionsInForce, ttl: session.ttl })
           }
-          this.notify('sessionGranted', { lease: session.leaseHex, ttl: session.ttl })
+          this.isolated.emit('sessionGranted', { lease: session.leaseHex, ttl: session.ttl })
         },
         lost: (session, reason, closed) =>
-          this.notify('sessionLost', { lease: session.leaseHex, reason, closed }),
+          this.isolated.emit('sessionLost', { lease: session.leaseHex, reason, closed }),
       },
     )
     this.retention = new Retention(client, this.options.retainLocks)
@@ -128,7 +134,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
       forgetQueue: (queuePrefix) => {
         if (this.queues.get(queuePrefix)?.size === 0) this.queues.delete(queuePrefix)
       },
-      emit: (event, ...info) => this.notify(event, ...info),
+      emit: (event, ...info) => this.isolated.emit(event, ...info),
     }
     // The first request must not pay for the grant (connect, grant: ~60 ms).
     this.keeper.start()
@@ -191,7 +197,8 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
    * Resolves once etcd has granted this locker's session. Rejects with a
    * `SessionUnavailableError` naming the endpoints and the cause when etcd does not grant it
    * within `grantTimeout`, and with `LockerClosedError` once {@link close} has revoked the session
-   * (while `close({ drain })` drains, the session is still there and this resolves).
+   * (while `close()` drains or revokes, the session is still there and this resolves; use
+   * {@link health} for readiness, which refuses from the call of `close()` on).
    */
   async ready(): Promise<void> {
     await this.keeper.session()
@@ -279,32 +286,6 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     // Revoked with these still holding: their requests may go on writing unfenced data.
     const left = holders()
     if (left > 0) log.locker('close(): %d holders still held after the %dms drain', left, ms)
-  }
-
-  /**
-   * Emits `event` to each listener in turn. Listeners are user code (logs, metrics): one that
-   * throws must change nothing of a lock, so its error is reported (a process warning, once per
-   * event and locker; every one in the `tus-etcd3-locker:locker` debug log), and the rest run.
-   */
-  private notify<K extends keyof LockerEvents>(event: K, ...info: LockerEvents[K]): void {
-    for (const listener of this.rawListeners(event)) {
-      try {
-        Reflect.apply(listener, this, info)
-      } catch (error) {
-        this.reportListenerError(event, error)
-      }
-    }
-  }
-
-  private reportListenerError(event: keyof LockerEvents, error: unknown): void {
-    const message = error instanceof Error ? error.message : String(error)
-    log.locker('a %s listener threw: %s', event, message)
-    if (this.listenerErrorsReported.has(event)) return
-    this.listenerErrorsReported.add(event)
-    process.emitWarning(
-      `Etcd3Locker: a "${event}" listener threw (${message}); the lock went on as if it had not. Listeners must not throw: catch inside them.`,
-      { code: 'TUS_ETCD3_LOCKER_LISTENER_THREW' },
-    )
   }
 
   /** How many lock keys are kept after their last unlock now (see `retainLocks`). */

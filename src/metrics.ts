@@ -4,6 +4,7 @@
  */
 import { ERRORS } from '@tus/utils'
 import { Counter, Gauge, register as globalRegistry, Histogram, type Registry } from 'prom-client'
+import { LockTimeoutError } from './errors.js'
 import type { Etcd3KvStore } from './kv/kv-store.js'
 import type { LeasingCounters } from './kv/leasing-cache.js'
 import type { Etcd3Locker } from './locker.js'
@@ -195,7 +196,7 @@ export function registerLockerMetrics(
     },
     lockReleased: () => held.dec(),
     lockFailed: ({ error }: { error: unknown }) => {
-      if (error === ERRORS.ERR_LOCK_TIMEOUT) timeouts.inc()
+      if (error === ERRORS.ERR_LOCK_TIMEOUT || error instanceof LockTimeoutError) timeouts.inc()
       else failures.inc({ error: error instanceof Error ? error.name : 'unknown' })
     },
     releaseRequested: ({ cause }: { cause: string }) => releaseRequests.inc({ cause }),

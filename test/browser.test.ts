@@ -5,7 +5,7 @@
  * is killed mid-way, and the upload completes on the other instance, byte for byte.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Etcd3 } from 'etcd3'
@@ -25,6 +25,12 @@ const dir = mkdtempSync(join(tmpdir(), 'tus-etcd3-locker-browser-'))
 const lines: string[] = []
 
 beforeAll(async () => {
+  // Before anything starts: a missing browser must say what to install or set, not fail later.
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `Chromium not found at ${CHROMIUM}: this test drives a real browser. Install it (Debian/Ubuntu: apt-get install chromium) or set CHROMIUM_BIN to a Chromium or Chrome binary`,
+    )
+  }
   cluster = await startEtcd(3)
   deployment = await startDeployment({
     endpoints: cluster.endpoints,

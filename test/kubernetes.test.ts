@@ -26,6 +26,7 @@ import {
 import { describe, expect, it } from 'vitest'
 import { parse, parseAllDocuments, parseDocument } from 'yaml'
 import { SHUTDOWN_DRAIN_MS } from '../examples/shutdown.js'
+import { ETCD_FLAGS_3_5_TO_3_7, ETCD_IMAGE } from './harness/etcd-flags.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const read = (file: string) => readFileSync(join(root, file), 'utf8')
@@ -448,6 +449,10 @@ describe('the etcd StatefulSet', () => {
       .map((service) => service.image)
       .filter((image) => image?.includes('/etcd'))
     expect(new Set(images)).toEqual(new Set([etcd.image]))
+    expect(etcd.image).toBe(ETCD_IMAGE)
+    // Only flags that 3.6 and 3.7 keep: a newer image needs no other change.
+    const shipped = [...(members[0]?.flags.keys() ?? [])]
+    expect(shipped.filter((flag) => !ETCD_FLAGS_3_5_TO_3_7.has(flag))).toEqual([])
     expect(etcdPod.securityContext?.runAsNonRoot).toBe(true)
     expect(etcdPod.securityContext?.runAsUser).toBeGreaterThan(0)
     // etcd reads ETCD_* variables as flags: no Service may add some.

@@ -12,7 +12,7 @@ import { parse, serialize, unreachable } from './kv-values.js'
 import { LeasingCache, type LeasingCounters } from './leasing-cache.js'
 
 export type { Fence } from './fenced-writer.js'
-export { KV_STORE_DEFAULTS, type KvStoreOptions } from './kv-options.js'
+export type { KvStoreOptions } from './kv-options.js'
 
 /** @internal What `locker.kvStore()` shares with the store: its session, prefix and locks. */
 export interface SharedSession {

@@ -1,9 +1,11 @@
 import { ERRORS, type RequestRelease } from '@tus/utils'
 import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
+import { LockTimeoutError } from '../errors.js'
 import type { LockerEvents, ReleaseCause } from '../events.js'
 import { describe } from '../keys.js'
 import { accessError, backoffMs, isRetryable } from '../session/etcd-calls.js'
 import type { Session } from '../session/session.js'
+import { endpointsOf } from '../session/session-keeper.js'
 import { abortable, delay, LinkedAbort, onAbort, settledWithin } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
@@ -52,6 +54,10 @@ const CONTENTION_WATCH_DELAY_MS = 50
 
 // A lock() still waiting after this long is reported (lockWaiting): the examples log it.
 const LONG_WAIT_MS = 1_000
+
+// The abort reason of acquireLockTimeout, told apart from the request's own abort: a timeout in
+// etcd becomes a LockTimeoutError naming what it waited for, the rest ERRORS.ERR_LOCK_TIMEOUT.
+const TIMED_OUT = Symbol('acquireLockTimeout')
 
 type State = 'idle' | 'acquiring' | 'held' | 'done'
 type WaitingOn = LockerEvents['lockWaiting'][0]['waitingOn']
@@ -104,7 +110,7 @@ export class LockRequest {
       })
     }, LONG_WAIT_MS)
     waitReport.unref()
-    const stop = new LinkedAbort(this.context.acquireLockTimeout, ERRORS.ERR_LOCK_TIMEOUT)
+    const stop = new LinkedAbort(this.context.acquireLockTimeout, TIMED_OUT)
     stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(this.context.closing)
     const queue = this.context.localQueue(this.queuePrefix)
@@ -113,7 +119,9 @@ export class LockRequest {
     if (!stop.signal.aborted && queue.head !== this) queue.head?.askToRelease('local-waiter')
     try {
       await turn
-    } catch (error) {
+    } catch (caught) {
+      // Behind another request of this process, as MemoryLocker: its ERR_LOCK_TIMEOUT.
+      const error = caught === TIMED_OUT ? ERRORS.ERR_LOCK_TIMEOUT : caught
       this.state = 'done'
       clearTimeout(waitReport)
       stop.dispose()
@@ -146,7 +154,8 @@ export class LockRequest {
         this.contended = undefined
         this.entry = await this.acquire(stop)
       }
-    } catch (error) {
+    } catch (caught) {
+      const error = caught === TIMED_OUT ? this.timeoutError() : caught
       this.state = 'done'
       void this.watch?.stop()
       log.lock('%s: gave up (%s)', this.queuePrefix, reason(error))
@@ -168,9 +177,6 @@ export class LockRequest {
       retained ? ', kept from the last unlock' : '',
     )
     this.forgetSessionLost = onAbort(entry.session.signal, this.onSessionLost)
-    if (entry.session.isLost) this.onSessionLost()
-    if (this.contended !== undefined) this.askToRelease(this.contended)
-    if (queue.size > 1) this.askToRelease('local-waiter')
     if (this.watch === undefined) {
       this.watchTimer = setTimeout(() => {
         const revision = entry.revision
@@ -183,12 +189,16 @@ export class LockRequest {
         )
       }, CONTENTION_WATCH_DELAY_MS)
     }
-    // Last, once the hold is complete: listeners are user code (see Etcd3Locker's notify).
+    // Once the hold is set up, and before anyone asks it to release: listeners are user code
+    // (see IsolatedListeners), and hear of a hold before of a request to end it.
     this.context.emit('lockAcquired', {
       id: this.id,
       waitedMs: this.heldSince - started,
       retained,
     })
+    if (entry.session.isLost) this.onSessionLost()
+    if (this.contended !== undefined) this.askToRelease(this.contended)
+    if (queue.size > 1) this.askToRelease('local-waiter')
   }
 
   private readonly contentionListener = {
@@ -297,6 +307,19 @@ export class LockRequest {
   }
 
   /** This lock's queue and root prefix (`P/<escaped id>/` less its last segment), for errors. */
+  /** What a timeout in etcd rejects with: it names etcd and the entry it waited behind. */
+  private timeoutError(): LockTimeoutError {
+    const onEntry = this.waitingOn === 'queue-entry'
+    return new LockTimeoutError({
+      id: this.id,
+      waitedMs: this.context.acquireLockTimeout,
+      waitingOn: onEntry ? 'queue-entry' : 'etcd',
+      holder: onEntry ? this.waitingFor : undefined,
+      queuePrefix: this.queuePrefix,
+      endpoints: endpointsOf(this.context.client),
+    })
+  }
+
   private where(): { key: string; prefix: string } {
     const key = this.queuePrefix
     return { key, prefix: key.slice(0, key.slice(0, -1).lastIndexOf('/')) }
@@ -320,6 +343,8 @@ export class LockRequest {
     const waiter = cause === 'remote-waiter' ? this.waiter : undefined
     const why = RELEASE_REASONS[cause] + (waiter ? ` (lease ${waiter})` : '')
     log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
+    // Just before requestRelease: a listener can tell why when requestRelease runs.
+    this.context.emit('releaseRequested', { id: this.id, cause, reason: why, waiter })
     try {
       Promise.resolve(this.requestRelease?.()).catch((error: unknown) => {
         log.lock('%s: requestRelease rejected: %s', this.queuePrefix, reason(error))
@@ -327,7 +352,6 @@ export class LockRequest {
     } catch (error) {
       log.lock('%s: requestRelease threw: %s', this.queuePrefix, reason(error))
     }
-    this.context.emit('releaseRequested', { id: this.id, cause, reason: why, waiter })
   }
 }
 

@@ -51,6 +51,31 @@ export function lockFriendlyFaultHandling(): NonNullable<IOptions['faultHandling
 
 const isDeadline = (error: Error) => error instanceof GRPCDeadlineExceededError
 
+/**
+ * `hosts` as a list: a string is split on commas (etcd3 would take `'a,b'` for one host name),
+ * and every endpoint is trimmed; an empty one is dropped, none left is refused.
+ */
+function endpointList(hosts: unknown): string[] {
+  const parts =
+    typeof hosts === 'string' ? hosts.split(',') : Array.isArray(hosts) ? [...hosts] : undefined
+  if (parts === undefined || parts.some((part) => typeof part !== 'string')) {
+    throw new TypeError(
+      `createEtcdClient: hosts must be a string ('host:port' or 'a:2379,b:2379') or an array of strings, got ${describe(hosts)}`,
+    )
+  }
+  const list = (parts as string[]).map((part) => part.trim()).filter((part) => part !== '')
+  if (list.length === 0) {
+    throw new RangeError(
+      `createEtcdClient: hosts names no etcd endpoint (got ${describe(hosts)}): give 'host:port' or a comma-separated list ('a:2379,b:2379'), e.g. from ETCD_ENDPOINTS`,
+    )
+  }
+  return list
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'string' || Array.isArray(value) ? JSON.stringify(value) : String(value)
+}
+
 /** Interceptors the caller put in `grpcOptions` (grpc-js takes them there too): kept, ours last. */
 function callerInterceptors(options: IOptions): Interceptor[] | undefined {
   return (options.grpcOptions as { interceptors?: Interceptor[] } | undefined)?.interceptors
@@ -63,11 +88,16 @@ function callerInterceptors(options: IOptions): Interceptor[] | undefined {
  * caller's own `grpcOptions.interceptors`) and a reconnect back-off of at most 0.5 s. With the
  * etcd3 client's default fault handling, locks stay refused for seconds after every election.
  *
+ * `hosts` may also be one comma-separated string (`'a:2379,b:2379'`, as `ETCD_ENDPOINTS` is
+ * usually set): it is split, every endpoint trimmed and empty ones dropped. No endpoint left is a
+ * `RangeError`, a `hosts` that is neither a string nor an array of strings a `TypeError`.
+ *
  * @example `const client = createEtcdClient({ hosts: process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379' })`
  */
 export function createEtcdClient(options: IOptions): Etcd3 {
   return new Etcd3({
     ...options,
+    hosts: endpointList(options.hosts),
     // What the caller sets wins, piece by piece.
     faultHandling: { ...lockFriendlyFaultHandling(), ...options.faultHandling },
     // etcd3 hands grpcOptions to each gRPC client, which also takes interceptors there.

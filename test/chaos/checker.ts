@@ -30,6 +30,7 @@ import type { Entry, Fault, FaultKind, Written } from './ledger.js'
 /** Error names a `lock()` may reject with. */
 export const KNOWN_REJECTIONS = new Set([
   'ERR_LOCK_TIMEOUT',
+  'LockTimeoutError',
   'LockerClosedError',
   'SessionUnavailableError',
   'SessionLostError',

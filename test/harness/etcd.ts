@@ -16,10 +16,19 @@ import {
 import { request as httpsRequest } from 'node:https'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { delimiter, join } from 'node:path'
+import { delimiter, dirname, join } from 'node:path'
 
 export const NO_ETCD_MESSAGE =
-  'etcd not found: set ETCD_BIN or ETCD_ENDPOINTS, or install it (Debian/Ubuntu: apt-get install etcd-server, macOS: brew install etcd, or docker compose up etcd)'
+  'etcd not found: set ETCD_BIN (ETCD_BIN=$(scripts/etcd.sh 3.5) unpacks etcd 3.5 from Debian into .etcd/, installs nothing) or ETCD_ENDPOINTS, or install it (Debian/Ubuntu: apt-get install etcd-server etcd-client, macOS: brew install etcd)'
+
+// Tests that run etcdctl (lock interop, the CLI, RBAC) must run the one of the same etcd line as
+// the members: when ETCD_BIN has an etcdctl beside it (scripts/etcd.sh puts them together), that
+// directory comes first on PATH, for this process and the processes it starts.
+const etcdBinDir = process.env.ETCD_BIN ? dirname(process.env.ETCD_BIN) : undefined
+if (etcdBinDir && isExecutable(join(etcdBinDir, 'etcdctl'))) {
+  const path = process.env.PATH ?? ''
+  if (path.split(delimiter)[0] !== etcdBinDir) process.env.PATH = `${etcdBinDir}${delimiter}${path}`
+}
 
 /** One running etcd member. */
 export interface EtcdMember {

@@ -50,14 +50,14 @@ describe('a KV write queued behind another', () => {
     await aLock.unlock() // its key's delete reaches etcd
 
     const bLock = b.newLock('u')
+    // Both well within A's first write's deadline (2 s): it must still be waiting.
     await within(
       bLock.lock(never(), () => {}),
-      1_500,
+      700,
       'B holds once A deleted its key',
     )
-    await within(bStore.set('u', 'B'), 1_000, "the new holder's write")
-    // The test means something only if A's first write is still waiting for its answer.
-    expect(firstSettled).toBe(false)
+    await within(bStore.set('u', 'B'), 700, "the new holder's write")
+    expect(firstSettled, "A's first write still waits for its answer").toBe(false)
     proxy.restore()
 
     await within(first, 3_000, "A's first write settles").catch(() => undefined)

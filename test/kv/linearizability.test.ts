@@ -88,6 +88,10 @@ describe('two leasing KV stores on two clients', () => {
       const keys = ['k0', 'k1', 'k2']
       const history: Operation[] = []
       let written = 0
+      // With revokeBackoff 0 a reader may lease a key again before a writer's txn, ten rounds in a
+      // row on a loaded machine (the README says it can starve writers): such a write gives up,
+      // having written nothing, and is no operation of the history.
+      let starved = 0
       // Four workers (two per store), 125 operations each, reads twice as likely as writes.
       const worker = async (w: number) => {
         const store = stores[w % 2]
@@ -97,7 +101,14 @@ describe('two leasing KV stores on two clients', () => {
           const start = performance.now()
           if (next() < 1 / 3) {
             const value = `w${w}-${written++}`
-            await store.set(key, value)
+            try {
+              await store.set(key, value)
+            } catch (error) {
+              if (revokeBackoff > 0 || !/cache lease was taken again/.test(String(error)))
+                throw error
+              starved++
+              continue
+            }
             history.push({
               kind: 'write',
               key,
@@ -120,14 +131,15 @@ describe('two leasing KV stores on two clients', () => {
         }
       }
       await Promise.all([0, 1, 2, 3].map(worker))
-      expect(history).toHaveLength(500)
+      expect(history).toHaveLength(500 - starved)
+      expect(starved).toBeLessThan(25)
       expect(findViolation(history)).toBeUndefined()
       const [a, b] = stores.map((s) => s?.counters)
       // The cache was really exercised: local hits, and revokes by the other store's writes.
       expect((a?.hits ?? 0) + (b?.hits ?? 0)).toBeGreaterThan(0)
       expect((a?.revokes ?? 0) + (b?.revokes ?? 0)).toBeGreaterThan(0)
       console.log(
-        `[figure] linearizability run (revokeBackoff ${revokeBackoff}): store A ${JSON.stringify(a)}, store B ${JSON.stringify(b)}`,
+        `[figure] linearizability run (revokeBackoff ${revokeBackoff}): store A ${JSON.stringify(a)}, store B ${JSON.stringify(b)}, writes starved ${starved}`,
       )
     },
     60_000,

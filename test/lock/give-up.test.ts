@@ -1,6 +1,6 @@
 import { ERRORS } from '@tus/utils'
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker, LockerClosedError } from '../../src/index.js'
+import { Etcd3Locker, LockerClosedError, LockTimeoutError } from '../../src/index.js'
 import {
   keysUnder,
   newClient,
@@ -27,12 +27,12 @@ async function heldElsewhere(prefix: string, id: string) {
 }
 
 describe('giving up', () => {
-  it('acquireLockTimeout rejects with ERRORS.ERR_LOCK_TIMEOUT and leaves no key', async () => {
+  it('acquireLockTimeout rejects with a LockTimeoutError naming the entry ahead and leaves no key', async () => {
     const prefix = uniquePrefix('timeout')
     const holder = await heldElsewhere(prefix, 'u')
     const waiter = instance(prefix, 300).newLock('u')
     const started = Date.now()
-    await expect(waiter.lock(never(), () => {})).rejects.toBe(ERRORS.ERR_LOCK_TIMEOUT)
+    await expect(waiter.lock(never(), () => {})).rejects.toBeInstanceOf(LockTimeoutError)
     expect(Date.now() - started).toBeGreaterThanOrEqual(290)
     expect(await keysUnder(newClient(), prefix)).toHaveLength(1)
     await holder.unlock()
@@ -119,7 +119,7 @@ describe('unlock', () => {
     const prefix = uniquePrefix('unlock-timeout')
     const holder = await heldElsewhere(prefix, 'u')
     const waiter = instance(prefix, 100).newLock('u')
-    await expect(waiter.lock(never(), () => {})).rejects.toBe(ERRORS.ERR_LOCK_TIMEOUT)
+    await expect(waiter.lock(never(), () => {})).rejects.toBeInstanceOf(LockTimeoutError)
     await expect(waiter.unlock()).resolves.toBeUndefined()
     expect(await keysUnder(newClient(), prefix)).toHaveLength(1)
     await holder.unlock()

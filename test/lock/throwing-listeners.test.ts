@@ -114,4 +114,49 @@ describe('a listener that throws', () => {
     expect(crashes).toEqual([])
     expect(seen.some((message) => /releaseRequested/.test(message))).toBe(true)
   })
+
+  it('on the session and wait events, async or throwing odd values: grants, waits and closes go on, nothing is unhandled', async () => {
+    const prefix = uniquePrefix('throw-session')
+    const a = newLocker({ prefix, ttl: 10, retainLocks: 0 })
+    const b = newLocker({ prefix, ttl: 10 })
+    const seen = listenerWarnings()
+    const crashes: unknown[] = []
+    const onCrash = (error: unknown) => crashes.push(error)
+    process.on('uncaughtException', onCrash)
+    process.on('unhandledRejection', onCrash)
+    deferCleanup(() => {
+      process.off('uncaughtException', onCrash)
+      process.off('unhandledRejection', onCrash)
+    })
+    // A null-prototype object cannot even be turned into a string.
+    b.on('sessionGranted', () => {
+      throw Object.create(null)
+    })
+    b.on('lockWaiting', async () => {
+      throw new Error('an async bug')
+    })
+    b.on('sessionLost', () => {
+      throw new Error('a bug on shutdown')
+    })
+    await within(b.ready(), 5_000, "B's session is granted")
+    const held = a.newLock('u')
+    await held.lock(never(), () => {})
+    const waiting = b.newLock('u')
+    const waited = waiting.lock(never(), () => {})
+    // lockWaiting comes after a second of waiting; then the holder lets go.
+    await within(
+      new Promise<void>((resolve) => b.once('lockWaiting', () => resolve())),
+      5_000,
+      'B reports its wait',
+    )
+    await held.unlock()
+    await within(waited, 3_000, 'B holds')
+    await waiting.unlock()
+    await within(b.close(), 5_000, "B's close()")
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(crashes).toEqual([])
+    for (const event of ['sessionGranted', 'lockWaiting', 'sessionLost']) {
+      expect(seen.some((message) => message.includes(`"${event}"`))).toBe(true)
+    }
+  })
 })
