@@ -206,10 +206,10 @@ export class WatchHub {
 
   /** Whether this etcd's progress answers can be trusted (asked once per stream). */
   private learnVersion(): void {
-    this.progress.setTrusted(false)
+    this.progress.setTrusted(undefined)
     this.maintenance.status().then(
       (status) => this.progress.setTrusted(progressAnswersAreOrdered(status.version)),
-      () => {}, // unknown: confirm nothing on this stream
+      () => this.progress.setTrusted(false), // unknown: confirm nothing on this stream
     )
   }
 

@@ -35,8 +35,11 @@ export class Progress {
   private readonly waiting: Watch[] = []
   private head = 0
   private timer: NodeJS.Timeout | undefined
-  /** Whether this stream's etcd answers progress requests in order (see above). */
-  trusted = false
+  /**
+   * Whether this stream's etcd answers progress requests in order (see above): `undefined`
+   * until its version is known. Watches wait meanwhile; none is confirmed, no request is sent.
+   */
+  private trusted: boolean | undefined = undefined
 
   constructor(
     /** Writes a progress request; `false` when no stream is open. */
@@ -67,7 +70,7 @@ export class Progress {
    * this etcd's answers are known to be ordered, nothing waits: it stays not live.
    */
   await(watch: Watch): void {
-    if (!this.trusted) return
+    if (this.trusted === false) return
     this.waiting.push(watch)
     this.schedule(0)
   }
@@ -121,9 +124,17 @@ export class Progress {
 
   /**
    * Whether the stream's etcd answers progress requests in order (its version, asked when the
-   * stream opened). A watch created before that is known is not confirmed on this stream.
+   * stream opened; `undefined`: not known yet). Watches created behind before it is known wait:
+   * once it is known to be ordered they are confirmed like any other (a resume re-creates every
+   * watch before the version's answer comes); otherwise none ever is, and none is kept.
    */
-  setTrusted(trusted: boolean): void {
+  setTrusted(trusted: boolean | undefined): void {
     this.trusted = trusted
+    if (trusted === false) {
+      this.waiting.length = 0
+      this.head = 0
+    } else if (trusted === true) {
+      this.schedule(0)
+    }
   }
 }
