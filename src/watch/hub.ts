@@ -1,4 +1,5 @@
 import { type IWatchResponse, MaintenanceClient, type Namespace, WatchClient } from 'etcd3'
+import { callOptions } from '../session/etcd-calls.js'
 import { log } from '../util/log.js'
 import { Progress, progressAnswersAreOrdered } from './progress.js'
 import { WatchStream } from './stream.js'
@@ -35,6 +36,9 @@ export interface WatchCounters {
 type Pool = ConstructorParameters<typeof WatchClient>[0]
 
 const hubs = new WeakMap<Pool, WatchHub>()
+
+/** Status calls made to find the version of the member serving a stream (see learnVersion). */
+const VERSION_TRIES = 12
 
 /**
  * The watch hub of `client`'s connection pool (one per `Etcd3`, shared by its namespaces).
@@ -87,14 +91,18 @@ export class WatchHub {
   private confirmations = 0
   private unknown = 0
   private resuming = false
+  /** Which stream this is (counted on each open): answers about an older one are ignored. */
+  private generation = 0
+  /** The etcd member serving this stream (from its answers' headers), once one came. */
+  private streamMember: string | undefined
 
   constructor(pool: Pool) {
     this.maintenance = new MaintenanceClient(pool)
     this.stream = new WatchStream(new WatchClient(pool), {
       wanted: () => this.watches.size > 0 || Date.now() < this.lingerUntil,
-      opened: () => this.opened(),
+      opened: () => this.guarded(() => this.opened()),
       response: (res) => this.guarded(() => this.dispatch(res)),
-      broken: () => this.broken(),
+      broken: () => this.guarded(() => this.broken()),
       closedForGood: (error) => this.closedForGood(error),
     })
     this.progress = new Progress(
@@ -198,22 +206,38 @@ export class WatchHub {
     this.creating.length = 0
     this.head = 0
     this.progress.reset()
-    this.learnVersion()
+    this.generation += 1
+    this.streamMember = undefined
+    this.progress.setTrusted(undefined)
     for (const watch of this.watches.values()) {
       if (watch.phase === Phase.Unsent) this.create(watch)
     }
   }
 
-  /** Whether this etcd's progress answers can be trusted (asked once per stream). */
-  private learnVersion(): void {
-    this.progress.setTrusted(undefined)
-    this.maintenance.status().then(
-      (status) => this.progress.setTrusted(progressAnswersAreOrdered(status.version)),
-      () => this.progress.setTrusted(false), // unknown: confirm nothing on this stream
-    )
+  /**
+   * Whether the member serving this stream answers progress requests in order: its version,
+   * asked once per stream. The client's pool sends each call to a member of its choosing, so
+   * only a status answer from the stream's own member (the headers' `member_id`) counts; in a
+   * cluster mid-upgrade another member's version says nothing about this one. A few tries,
+   * each with a deadline; otherwise nothing is confirmed on this stream (takes read first).
+   */
+  private async learnVersion(generation: number, member: string): Promise<void> {
+    for (let attempt = 0; attempt < VERSION_TRIES; attempt++) {
+      const status = await this.maintenance.status(callOptions()).catch(() => undefined)
+      if (generation !== this.generation) return
+      if (status?.header.member_id === member) {
+        this.progress.setTrusted(progressAnswersAreOrdered(status.version))
+        return
+      }
+    }
+    this.progress.setTrusted(false)
   }
 
   private dispatch(res: IWatchResponse): void {
+    if (this.streamMember === undefined && res.header?.member_id) {
+      this.streamMember = res.header.member_id
+      void this.learnVersion(this.generation, this.streamMember)
+    }
     const id = Number(res.watch_id)
     if (res.created) {
       this.createAnswered(id, res)

@@ -21,10 +21,10 @@ export function progressAnswersAreOrdered(version: string): boolean {
  * Confirms watches of one stream caught up. A watch created behind etcd's revision waits here;
  * while one does, a `progress_request` goes out every {@link PROGRESS_INTERVAL_MS}. etcd
  * answers one (watch id -1, no events) only when every watch of the stream is synced, and at
- * most once per request, in order: so the n-th answer was made at or after the n-th request
- * reached etcd, and covers every watch created before that request was sent. An answer at a
- * revision above a watch's create revision was made after the create too. Either way every
- * event of the watch up to the answer's revision was delivered before it: the watch is live.
+ * most once per request, in order (several requests may get one answer): so the n-th answer was
+ * made at or after the n-th request reached etcd, and covers every watch created before that
+ * request was sent: every event of such a watch up to the answer's revision was delivered
+ * before it, and the watch is live.
  *
  * Watches wait in create order, which is also the order of both tests: one answer confirms a
  * prefix, and nothing here scans the watches that are not confirmed.
@@ -71,6 +71,8 @@ export class Progress {
    */
   await(watch: Watch): void {
     if (this.trusted === false) return
+    // Until the version is known nothing drains the list: drop ended ones as new ones come.
+    if (this.trusted === undefined) this.someoneWaits()
     this.waiting.push(watch)
     this.schedule(0)
   }
@@ -82,8 +84,9 @@ export class Progress {
     while (this.head < this.waiting.length) {
       const watch = this.waiting[this.head] as Watch
       if (watch.phase === Phase.Created && !watch.isLive) {
-        const createdAt = watch.createdAt ?? revision
-        if (watch.progressMark >= this.answers && revision <= createdAt) break
+        // Only by count: on 3.5 an answer travels apart from the `created` answers, and one at a
+        // revision past a watch's create may still have been made before etcd synced it.
+        if (watch.progressMark >= this.answers) break
         this.confirmed(watch, revision)
       } else if (watch.phase === Phase.Creating) {
         break
