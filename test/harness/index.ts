@@ -16,6 +16,8 @@ export { untilKeys } from './key-count.js'
 export { captureLog } from './log-lines.js'
 export { startProxy, type TcpProxy } from './proxy.js'
 
+import { startProxy, type TcpProxy } from './proxy.js'
+
 /** Endpoints of the etcd shared by the run. */
 export function endpoints(): string[] {
   return inject('etcdEndpoints')
@@ -172,4 +174,32 @@ export function privateEtcd(): { readonly cluster: EtcdCluster; readonly endpoin
       return started().endpoints[0] ?? ''
     },
   }
+}
+
+/**
+ * An Etcd3Locker (one instance) whose client reaches etcd `target` through a proxy the test can
+ * cut, without the etcd3 client's default breaker; the locker, then the proxy, are closed after
+ * the test.
+ */
+export async function lockerBehindProxy(
+  options: LockerOptions,
+  target: string = endpoints()[0] ?? '',
+): Promise<{ proxy: TcpProxy; locker: Etcd3Locker }> {
+  const proxy = await startProxy(target)
+  deferCleanup(() => proxy.close())
+  const locker = new Etcd3Locker(newClient([proxy.endpoint], WITHOUT_BREAKER), options)
+  deferCleanup(() => locker.close())
+  return { proxy, locker }
+}
+
+/** Resolves once `check()` holds (checked on every turn of the event loop), or fails after `ms`. */
+export function untilTrue(check: () => boolean, ms: number, what: string): Promise<void> {
+  return within(
+    new Promise<void>((resolve) => {
+      const poll = () => (check() ? resolve() : setImmediate(poll))
+      poll()
+    }),
+    ms,
+    what,
+  )
 }

@@ -4,17 +4,8 @@
  * commit once the lock has passed to another instance.
  */
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker, LockLostError } from '../../src/index.js'
-import {
-  deferCleanup,
-  endpoints,
-  newClient,
-  newLocker,
-  startProxy,
-  uniquePrefix,
-  WITHOUT_BREAKER,
-  within,
-} from '../harness/index.js'
+import { LockLostError } from '../../src/index.js'
+import { lockerBehindProxy, newClient, newLocker, uniquePrefix, within } from '../harness/index.js'
 
 const never = () => new AbortController().signal
 
@@ -23,14 +14,7 @@ describe('a KV write queued behind another', () => {
   // A's cache lease, which A cannot give up while its answers are held.
   it('called while holding, run after the lock passed to another instance: LockLostError, the new holder value survives', async () => {
     const prefix = uniquePrefix('fence-at-call')
-    const proxy = await startProxy(endpoints()[0] ?? '')
-    deferCleanup(() => proxy.close())
-    const a = new Etcd3Locker(newClient([proxy.endpoint], WITHOUT_BREAKER), {
-      prefix,
-      ttl: 10,
-      retainLocks: 0,
-    })
-    deferCleanup(() => a.close())
+    const { proxy, locker: a } = await lockerBehindProxy({ prefix, ttl: 10, retainLocks: 0 })
     const b = newLocker({ prefix, ttl: 10 })
     const aStore = a.kvStore<string>({ leasing: false })
     const bStore = b.kvStore<string>({ leasing: false })

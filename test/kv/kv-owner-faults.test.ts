@@ -1,14 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../../src/index.js'
 import { runTs } from '../harness/child.js'
 import {
   deferCleanup,
   endpoints,
-  newClient,
+  lockerBehindProxy,
   newLocker,
-  startProxy,
   uniquePrefix,
-  WITHOUT_BREAKER,
   within,
 } from '../harness/index.js'
 
@@ -61,14 +58,8 @@ describe('a foreign write while another instance holds the cache lease', () => {
 describe('an owner write whose answer is lost', () => {
   it('rejects, and the owner then reads what etcd has, not its old cached value', async () => {
     const prefix = uniquePrefix('kv-lost-answer')
-    const proxy = await startProxy(endpoints()[0] ?? '')
-    deferCleanup(() => proxy.close())
     // Without the etcd3 client's default breaker, which may refuse calls for 5 s after failures.
-    const ownerLocker = new Etcd3Locker(newClient([proxy.endpoint], WITHOUT_BREAKER), {
-      prefix,
-      ttl: 10,
-    })
-    deferCleanup(() => ownerLocker.close())
+    const { proxy, locker: ownerLocker } = await lockerBehindProxy({ prefix, ttl: 10 })
     const owner = ownerLocker.kvStore<{ v: number }>()
     const elsewhere = newLocker({ prefix, ttl: 10 }).kvStore<{ v: number }>({ leasing: false })
     await owner.set('upload', { v: 1 })

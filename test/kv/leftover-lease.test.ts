@@ -4,17 +4,7 @@
  * lost), so that a writer elsewhere does not wait for the owner's whole TTL, round after round.
  */
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker } from '../../src/index.js'
-import {
-  deferCleanup,
-  endpoints,
-  newClient,
-  newLocker,
-  startProxy,
-  uniquePrefix,
-  WITHOUT_BREAKER,
-  within,
-} from '../harness/index.js'
+import { lockerBehindProxy, newClient, newLocker, uniquePrefix, within } from '../harness/index.js'
 
 const TTL = 30
 // Longer than a call's deadline (2 s) plus the first leftover check's (3 s later, 2 s deadline).
@@ -23,13 +13,7 @@ const SILENCE_MS = 7_500
 describe('a cache miss whose answer is lost', () => {
   it(`leaves no leasing key behind: a writer elsewhere completes within a few seconds of etcd answering again (owner ttl ${TTL} s)`, async () => {
     const prefix = uniquePrefix('kv-leftover')
-    const proxy = await startProxy(endpoints()[0] ?? '')
-    deferCleanup(() => proxy.close())
-    const owner = new Etcd3Locker(newClient([proxy.endpoint], WITHOUT_BREAKER), {
-      prefix,
-      ttl: TTL,
-    })
-    deferCleanup(() => owner.close())
+    const { proxy, locker: owner } = await lockerBehindProxy({ prefix, ttl: TTL })
     await owner.ready()
     const writer = newLocker({ prefix, ttl: 10 }).kvStore<{ v: number }>({ leasing: false })
     await writer.set('k', { v: 1 })

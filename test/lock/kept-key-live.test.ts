@@ -17,23 +17,11 @@ import {
   privateEtcd,
   startProxy,
   uniquePrefix,
+  untilTrue,
   WITHOUT_BREAKER,
-  within,
 } from '../harness/index.js'
 
 const never = () => new AbortController().signal
-
-/** Resolves once `check()` holds (re-checked every turn of the event loop). */
-function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  return within(
-    new Promise<void>((resolve) => {
-      const poll = () => (check() ? resolve() : setImmediate(poll))
-      poll()
-    }),
-    ms,
-    what,
-  )
-}
 
 describe('a kept key and its watch', () => {
   const etcd = privateEtcd()
@@ -56,7 +44,7 @@ describe('a kept key and its watch', () => {
     await first.unlock()
     expect(locker.retainedLocks).toBe(1)
     const hub = watchHubOf(client)
-    await until(
+    await untilTrue(
       () => hub.counters.watchesOpen === 1 && hub.counters.createsInFlight === 0,
       5_000,
       'the kept key watched',
@@ -86,7 +74,7 @@ describe('a kept key and its watch', () => {
     proxy.cut('reset')
     for (let i = 0; i < 3; i++) await other.put(`${prefix}-elsewhere-${i}`).value('x')
     proxy.restore()
-    await until(
+    await untilTrue(
       () => hub.counters.streamResumes > 0 && hub.counters.createsInFlight === 0,
       10_000,
       'the watch resumed',
@@ -105,7 +93,7 @@ describe('a kept key and its watch', () => {
     // Before the hub, a watch etcd had created counted as live here: 0 reads.
     if (confirmedBefore === 0 && !confirmedMeanwhile) expect(readsAfterResume).toBe(1)
     if (!ordered) return // etcd < 3.4.25 / 3.5.8: never confirmed; every take reads
-    await until(() => hub.counters.progressConfirmations > 0, 5_000, 'the watch confirmed')
+    await untilTrue(() => hub.counters.progressConfirmations > 0, 5_000, 'the watch confirmed')
     const confirmed = await reads()
     const fourth = locker.newLock('u')
     await fourth.lock(never(), () => {})
@@ -120,7 +108,7 @@ describe('a kept key and its watch', () => {
     const before = await reads()
     const started = performance.now()
     await other.delete().key(key as string)
-    await until(() => locker.retainedLocks === 0, 5_000, 'the keeper drops the deleted key')
+    await untilTrue(() => locker.retainedLocks === 0, 5_000, 'the keeper drops the deleted key')
     console.log(
       `[figure] kept key deleted by hand: the keeper heard it ${(performance.now() - started).toFixed(1)} ms after the delete was sent`,
     )

@@ -4,16 +4,8 @@
  * it holds; it must not resolve and then be told `session-lost` at once.
  */
 import { describe, expect, it } from 'vitest'
-import { Etcd3Locker, SessionLostError } from '../../src/index.js'
-import {
-  deferCleanup,
-  endpoints,
-  newClient,
-  startProxy,
-  uniquePrefix,
-  WITHOUT_BREAKER,
-  within,
-} from '../harness/index.js'
+import { type Etcd3Locker, SessionLostError } from '../../src/index.js'
+import { lockerBehindProxy, uniquePrefix, within } from '../harness/index.js'
 
 const never = () => new AbortController().signal
 
@@ -32,14 +24,11 @@ function sessionDeadline(locker: Etcd3Locker): number {
  * loaded machine): the take then found the session untrusted before reading.
  */
 async function takeAsTheSessionIsLost(): Promise<unknown> {
-  const proxy = await startProxy(endpoints()[0] ?? '')
-  deferCleanup(() => proxy.close())
-  const locker = new Etcd3Locker(newClient([proxy.endpoint], WITHOUT_BREAKER), {
+  const { proxy, locker } = await lockerBehindProxy({
     prefix: uniquePrefix('kept-lost'),
     ttl: 2,
     retainLocks: 60_000,
   })
-  deferCleanup(() => locker.close())
   const first = locker.newLock('u')
   await first.lock(never(), () => {})
   await first.unlock() // kept, with a watch that etcd has not confirmed yet

@@ -32,6 +32,22 @@ function nextWarning(): Promise<string> {
   })
 }
 
+/**
+ * Uncaught exceptions and unhandled rejections from now until the end of the test: either
+ * would end a real process (the runner counts them as failures too).
+ */
+function processCrashes(): unknown[] {
+  const crashes: unknown[] = []
+  const onCrash = (error: unknown) => crashes.push(error)
+  process.on('uncaughtException', onCrash)
+  process.on('unhandledRejection', onCrash)
+  deferCleanup(() => {
+    process.off('uncaughtException', onCrash)
+    process.off('unhandledRejection', onCrash)
+  })
+  return crashes
+}
+
 describe('a listener that throws', () => {
   it.each([0, 60_000])(
     'on lockReleased: the upload is free for another instance at once (retainLocks %d)',
@@ -95,11 +111,7 @@ describe('a listener that throws', () => {
       })
     }
     const seen = listenerWarnings()
-    // The runner treats an uncaught exception as a failure: so would the process.
-    const crashes: unknown[] = []
-    const onCrash = (error: unknown) => crashes.push(error)
-    process.on('uncaughtException', onCrash)
-    deferCleanup(() => process.off('uncaughtException', onCrash))
+    const crashes = processCrashes()
 
     const asked = signal()
     const lock = a.newLock('u')
@@ -120,14 +132,7 @@ describe('a listener that throws', () => {
     const a = newLocker({ prefix, ttl: 10, retainLocks: 0 })
     const b = newLocker({ prefix, ttl: 10 })
     const seen = listenerWarnings()
-    const crashes: unknown[] = []
-    const onCrash = (error: unknown) => crashes.push(error)
-    process.on('uncaughtException', onCrash)
-    process.on('unhandledRejection', onCrash)
-    deferCleanup(() => {
-      process.off('uncaughtException', onCrash)
-      process.off('unhandledRejection', onCrash)
-    })
+    const crashes = processCrashes()
     // A null-prototype object cannot even be turned into a string.
     b.on('sessionGranted', () => {
       throw Object.create(null)

@@ -16,6 +16,7 @@ import {
   signal,
   startProxy,
   uniquePrefix,
+  untilTrue,
   WITHOUT_BREAKER,
   within,
 } from '../harness/index.js'
@@ -41,18 +42,6 @@ function recorder() {
     live: () => live.fire(),
   }
   return { events, interrupted, created, live, ended, listener }
-}
-
-/** Resolves once `check()` holds, re-checked on every event `onEvent` reports. */
-function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  return within(
-    new Promise<void>((resolve) => {
-      const poll = () => (check() ? resolve() : setImmediate(poll))
-      poll()
-    }),
-    ms,
-    what,
-  )
 }
 
 async function revisionOf(client: Etcd3): Promise<bigint> {
@@ -143,7 +132,7 @@ describe('watch hub', () => {
     await Promise.all(
       Array.from({ length: 200 }, (_, i) => client.put(`${prefix}/${i}`).value(`${i}`)),
     )
-    await until(
+    await untilTrue(
       () => [...others, ...more].every((r) => r.events.length === 1),
       5_000,
       'every other watch hears its put',
@@ -172,7 +161,7 @@ describe('watch hub', () => {
     await Promise.all(writes)
     await client.put(`${prefix}/b`).value('x')
     await client.put(`${prefix}/a`).value('x')
-    await until(() => r.events.length === 1, 5_000, 'the known watch still hears its put')
+    await untilTrue(() => r.events.length === 1, 5_000, 'the known watch still hears its put')
     expect(hub.counters.unknownIds).toBeGreaterThan(unknownBefore)
     expect(raced.interrupted).toEqual([])
     await watch.cancel()
@@ -198,7 +187,7 @@ describe('watch hub', () => {
     if (!progressAnswersAreOrdered(version)) {
       // etcd answers progress requests out of order there: nothing is confirmed, ever.
       await client.put(`${prefix}/k`).value('after')
-      await until(() => r.events.length === 6, 5_000, 'every event delivered')
+      await untilTrue(() => r.events.length === 6, 5_000, 'every event delivered')
       expect(watch.live).toBe(false)
       expect(hub.counters.progressRequests).toBe(0)
     } else {
@@ -252,7 +241,7 @@ describe('watch hub across a cut stream', () => {
       )
       for (const [i, res] of answers.entries()) written[i]?.push(BigInt(res.header.revision))
     }
-    await until(
+    await untilTrue(
       () => seen.every((revs, i) => revs.length >= (written[i]?.length ?? 0)),
       10_000,
       'every event delivered',
@@ -275,7 +264,7 @@ describe('watch hub with etcdctl', () => {
     await within(r.created.promise, 5_000, 'created')
     await client.put(`${prefix}/k`).value('y') // filtered out
     await etcdctl(['del', `${prefix}/k`], [etcd.endpoint])
-    await until(() => r.events.length === 1, 5_000, 'the delete')
+    await untilTrue(() => r.events.length === 1, 5_000, 'the delete')
     expect(r.events[0]?.type).toBe('Delete')
     await watch.cancel()
   })
