@@ -30,7 +30,6 @@ export class QueueEntry {
   private seenAtEnqueue: Predecessor | undefined
   private enqueued: Promise<bigint> | undefined
   private rev: bigint | undefined
-  private firstAtEnqueue = false
 
   constructor(
     private readonly client: Namespace,
@@ -62,16 +61,6 @@ export class QueueEntry {
   /** Create revision of our key: our place in the queue. */
   get revision(): bigint | undefined {
     return this.rev
-  }
-
-  /**
-   * Whether the enqueue txn created our key and found it first in the queue: the lock was held
-   * at once, so our create revision is (about) etcd's revision when the hold began. Otherwise
-   * the hold came after a wait (or adopted a key created earlier), and etcd may have moved on by
-   * any number of revisions since.
-   */
-  get heldAtEnqueue(): boolean {
-    return this.firstAtEnqueue
   }
 
   /**
@@ -114,7 +103,6 @@ export class QueueEntry {
     }
     // [ours, the one before it, anything older]
     const [, before, older] = found
-    this.firstAtEnqueue = before === undefined
     if (before === undefined) return true
     this.seenAtEnqueue = {
       key: before.key.subarray(this.client.prefix.length).toString(),
