@@ -6,9 +6,9 @@
  * own cluster on loopback; ttl 5 s.
  */
 import { Etcd3 } from 'etcd3'
-import { createEtcdClient } from '../src/index.js'
 import { type Fault, type FaultFigures, measureFault } from '../test/harness/availability.js'
 import { startEtcd } from '../test/harness/etcd.js'
+import { createEtcdClient } from './package.js'
 import type { BenchContext, Result } from './scenarios.js'
 import { percentile, round } from './stats.js'
 

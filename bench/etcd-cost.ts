@@ -3,8 +3,9 @@
  * raft proposals per same-id lock cycle on one instance, and watch events per lock cycle with 1
  * and 8 lockers cycling uploads of their own, so that nothing one instance does reaches another.
  */
-import { Etcd3Locker } from '../src/index.js'
+
 import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
+import { Etcd3Locker } from './package.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
 

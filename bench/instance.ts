@@ -11,7 +11,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { FileStore } from '@tus/file-store'
 import { MemoryLocker, Server } from '@tus/server'
-import { createEtcdClient, Etcd3Locker } from '../src/index.js'
+import { createEtcdClient, Etcd3Locker } from './package.js'
 
 const directory = process.env.FILES_DIR ?? './files'
 const etcd = process.env.LOCKER === 'etcd'

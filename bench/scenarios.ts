@@ -2,8 +2,8 @@
 import { MemoryLocker } from '@tus/server'
 import { MemoryKvStore } from '@tus/utils'
 import { type Etcd3, EtcdLockFailedError } from 'etcd3'
-import { createEtcdClient, Etcd3Locker } from '../src/index.js'
 import { untilKeys } from '../test/harness/key-count.js'
+import { createEtcdClient, Etcd3Locker } from './package.js'
 import { interleaved, round, type Summary, summarize, timed } from './stats.js'
 
 export interface BenchContext {

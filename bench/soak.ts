@@ -6,9 +6,9 @@
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { Etcd3Locker } from '../src/index.js'
 import { MAX_RETAINED_LOCKS } from '../src/lock/retention.js'
 import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
+import { Etcd3Locker } from './package.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
 
