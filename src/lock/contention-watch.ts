@@ -100,6 +100,7 @@ export class ContentionWatch {
   private watchThenRead(attempt: number): void {
     const wait = attempt === 0 ? 0 : Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
     this.retry = setTimeout(() => {
+      this.retry = undefined
       if (this.done) return
       this.checked = false
       const start = Buffer.from(this.wholePrefix)
@@ -134,6 +135,7 @@ export class ContentionWatch {
   private readAt(watch: Watch, revision: bigint, attempt: number): void {
     const wait = attempt === 0 ? 0 : Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
     this.retry = setTimeout(() => {
+      this.retry = undefined
       if (this.done || this.watch !== watch) return
       let read = this.client
         .getAll()

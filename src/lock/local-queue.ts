@@ -3,7 +3,8 @@
  * the head talks to etcd; two requests of one process would otherwise share one session key.
  */
 export class LocalQueue<T> {
-  private readonly entries: Array<{ item: T; takeTurn: () => void }> = []
+  /** `takeTurn` is dropped once called: a held lock need not keep its wait's signal alive. */
+  private readonly entries: Array<{ item: T; takeTurn: (() => void) | undefined }> = []
 
   get size(): number {
     return this.entries.length
@@ -33,7 +34,7 @@ export class LocalQueue<T> {
         },
       })
       if (this.entries.length === 1) {
-        this.entries[0]?.takeTurn()
+        this.giveTurn()
       } else {
         signal.addEventListener('abort', onAbort, { once: true })
       }
@@ -49,6 +50,14 @@ export class LocalQueue<T> {
     const index = this.entries.findIndex((entry) => entry.item === item)
     if (index < 0) return
     this.entries.splice(index, 1)
-    if (index === 0) this.entries[0]?.takeTurn()
+    if (index === 0) this.giveTurn()
+  }
+
+  private giveTurn(): void {
+    const head = this.entries[0]
+    const takeTurn = head?.takeTurn
+    if (head === undefined || takeTurn === undefined) return
+    head.takeTurn = undefined
+    takeTurn()
   }
 }

@@ -179,6 +179,7 @@ export class LockRequest {
     this.forgetSessionLost = onAbort(entry.session.signal, this.onSessionLost)
     if (this.watch === undefined) {
       this.watchTimer = setTimeout(() => {
+        this.watchTimer = undefined
         const revision = entry.revision
         if (this.state !== 'held' || revision === undefined) return
         this.watch = new ContentionWatch(

@@ -21,11 +21,8 @@ export interface Predecessor {
  */
 export class QueueEntry {
   readonly key: string
-  /** Our key and the queue's first entry, as etcd sees them (with the client's namespace). */
+  /** Our key as etcd sees it (with the client's namespace). */
   private readonly keyBytes: Buffer
-  private readonly firstEntry: IRangeRequest
-  /** The newest entries, ours first once created: who is before us, in the enqueue txn. */
-  private readonly newestEntries: IRangeRequest
   /** The predecessor the enqueue txn saw, for the first wait (no read needed for it). */
   private seenAtEnqueue: Predecessor | undefined
   private enqueued: Promise<bigint> | undefined
@@ -41,21 +38,6 @@ export class QueueEntry {
     // The two txns of every lock cycle go to the KV service directly: the query builders cost a
     // cycle about 20% more client CPU (bench/throughput). Keys carry the namespace's prefix.
     this.keyBytes = Buffer.concat([client.prefix, Buffer.from(this.key)])
-    const start = Buffer.concat([client.prefix, Buffer.from(queuePrefix)])
-    this.firstEntry = {
-      key: start,
-      range_end: prefixEnd(start),
-      sort_order: 'Ascend',
-      sort_target: 'Create',
-      limit: 1,
-    }
-    this.newestEntries = {
-      key: start,
-      range_end: prefixEnd(start),
-      sort_order: 'Descend',
-      sort_target: 'Create',
-      limit: 3, // ours, the predecessor, and whether anything is older still
-    }
   }
 
   /** Create revision of our key: our place in the queue. */
@@ -71,17 +53,35 @@ export class QueueEntry {
    */
   async enqueue(): Promise<boolean> {
     const key = this.keyBytes
+    // Built per call, not kept: a held lock or a waiter keeps only what it needs later.
+    const start = Buffer.concat([this.client.prefix, Buffer.from(this.queuePrefix)])
+    const end = prefixEnd(start)
+    // Created: ours is the newest key, so the newest three (ours, the predecessor, whether
+    // anything is older still) tell whether ours is first and who is just before it.
+    const newestEntries: IRangeRequest = {
+      key: start,
+      range_end: end,
+      sort_order: 'Descend',
+      sort_target: 'Create',
+      limit: 3,
+    }
+    const firstEntry: IRangeRequest = {
+      key: start,
+      range_end: end,
+      sort_order: 'Ascend',
+      sort_target: 'Create',
+      limit: 1,
+    }
     const txn = this.limit.run(() =>
       this.client.kv.txn(
         {
           compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-          // Created: ours is the newest key, so the newest three tell whether ours is first and
-          // who is just before it. Not found: read ours and the first entry.
+          // Not found: read ours and the first entry.
           success: [
             { request_put: { key, value: EMPTY, lease: this.session.leaseId } },
-            { request_range: this.newestEntries },
+            { request_range: newestEntries },
           ],
-          failure: [{ request_range: { key } }, { request_range: this.firstEntry }],
+          failure: [{ request_range: { key } }, { request_range: firstEntry }],
         },
         lockCallOptions(),
       ),
