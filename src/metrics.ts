@@ -141,7 +141,11 @@ export function registerLockerMetrics(
   })
 
   // The watch layer of the locker's client, read at scrape time.
-  const watchGauge = (suffix: string, field: 'watchesOpen' | 'createsInFlight', help: string) =>
+  const watchGauge = (
+    suffix: string,
+    field: 'watchesOpen' | 'createsInFlight' | 'requestsQueued',
+    help: string,
+  ) =>
     new Gauge({
       name: name(suffix),
       help,
@@ -155,7 +159,16 @@ export function registerLockerMetrics(
     'watchesOpen',
     'etcd watches open on the client (created or being created).',
   )
-  watchGauge('watch_creates_in_flight', 'createsInFlight', 'Watch creates sent, not answered yet.')
+  watchGauge(
+    'watch_creates_in_flight',
+    'createsInFlight',
+    'Watch creates sent or queued, not answered yet.',
+  )
+  watchGauge(
+    'watch_requests_queued',
+    'requestsQueued',
+    'Watch creates and cancels waiting for room in the window of unanswered requests.',
+  )
   const watchCounter = (field: keyof WatchCounters, suffix: string, help: string) => {
     let reported = 0
     return new Counter({

@@ -15,12 +15,23 @@ const LINGER_MS = 30_000
 /** etcd's watch id of a refused create and of a progress answer. */
 const NO_WATCH = -1
 
+/**
+ * Most creates and cancels sent and not answered yet; the rest wait in the hub, in order. A
+ * window far wider than a round trip's worth keeps etcd busy, and it bounds what gRPC holds:
+ * grpc-js keeps a stream's messages not yet written in an array that it copies after every
+ * message it writes, so 20 000 requests written at once cost it O(n^2) (15 s of copying and
+ * 47 s of garbage collection, measured, to cancel 20 000 watches).
+ */
+export const WATCH_REQUEST_WINDOW = 512
+
 /** What a hub counts, for metrics and tests. */
 export interface WatchCounters {
   /** Watches open now (created or being created, not ended). */
   readonly watchesOpen: number
-  /** Creates sent and not answered yet. */
+  /** Creates sent or waiting for room in the window, and not answered yet. */
   readonly createsInFlight: number
+  /** Creates and cancels waiting for room in the window ({@link WATCH_REQUEST_WINDOW}). */
+  readonly requestsQueued: number
   /** Creates etcd refused (permission denied, a bad range). */
   readonly createsRefused: number
   /** Progress requests sent. */
@@ -64,7 +75,8 @@ export function namespacePrefix(client: Namespace): string {
  * `WatchClient` (the client's pool: its TLS, auth and members).
  *
  * - Each watch gets an id of ours; creates and cancels go out as they come, without waiting
- *   for answers. Answers and events reach their watch through a Map. etcd answers creates in
+ *   for answers, up to {@link WATCH_REQUEST_WINDOW} unanswered (the rest wait in order).
+ *   Answers and events reach their watch through a Map. etcd answers creates in
  *   order, so a refused one (id -1) is the oldest create not answered yet: it fails alone.
  * - An answer for an id we do not know is counted and ignored; a listener that throws is
  *   logged. Nothing is thrown from the stream's handlers.
@@ -78,6 +90,13 @@ export class WatchHub {
   /** Creates sent on this stream in order, answered or not; `head`: the oldest unanswered. */
   private readonly creating: Watch[] = []
   private head = 0
+  /** Creates and cancels waiting for room in the window, in order; `outHead`: the next one. */
+  private readonly outbox: Watch[] = []
+  private outHead = 0
+  /** Creates in the outbox (each watch is queued for a create at most once per stream). */
+  private queuedCreates = 0
+  /** Requests sent on this stream and not answered yet (at most WATCH_REQUEST_WINDOW). */
+  private inFlight = 0
   private nextId = 1
   private readonly stream: WatchStream
   private readonly progress: Progress
@@ -121,7 +140,8 @@ export class WatchHub {
   get counters(): WatchCounters {
     return {
       watchesOpen: this.watches.size,
-      createsInFlight: this.creating.length - this.head,
+      createsInFlight: this.creating.length - this.head + this.queuedCreates,
+      requestsQueued: this.outbox.length - this.outHead,
       createsRefused: this.refused,
       progressRequests: this.requests,
       progressConfirmations: this.confirmations,
@@ -152,7 +172,7 @@ export class WatchHub {
     this.watches.set(watch.id, watch)
     clearTimeout(this.linger)
     this.linger = undefined
-    if (this.stream.isOpen) this.create(watch)
+    if (this.stream.isOpen) this.send(watch)
     else this.stream.ensure()
     return watch
   }
@@ -167,8 +187,84 @@ export class WatchHub {
     }
     // Creating or created: etcd has registered the id by the time it reads the cancel.
     watch.phase = Phase.Cancelling
-    this.stream.write({ cancel_request: { watch_id: watch.id } })
+    this.send(watch)
     return this.untilCancelled(watch)
+  }
+
+  /**
+   * Sends what `watch` needs now (its create when unsent, its cancel when cancelling) if the
+   * window has room, else queues it behind the others.
+   */
+  private send(watch: Watch): void {
+    if (this.inFlight < WATCH_REQUEST_WINDOW && this.outHead === this.outbox.length) {
+      this.sendNow(watch)
+      return
+    }
+    if (watch.phase === Phase.Unsent) {
+      watch.createQueued = true
+      this.queuedCreates += 1
+    }
+    this.outbox.push(watch)
+  }
+
+  private sendNow(watch: Watch): void {
+    if (watch.phase === Phase.Unsent) {
+      this.create(watch)
+    } else if (watch.phase === Phase.Cancelling && !watch.cancelSent) {
+      watch.cancelSent = true
+      this.sent(watch)
+      this.stream.write({ cancel_request: { watch_id: watch.id } })
+    }
+  }
+
+  /** Sends what waits in the outbox while the window has room. */
+  private pump(): void {
+    while (this.inFlight < WATCH_REQUEST_WINDOW && this.outHead < this.outbox.length) {
+      if (!this.stream.isOpen) return
+      const watch = this.outbox[this.outHead] as Watch
+      this.outHead += 1
+      if (watch.createQueued) {
+        watch.createQueued = false
+        this.queuedCreates -= 1
+      }
+      // Ended (cancelled while queued) or already sent since: nothing to send.
+      if (this.watches.get(watch.id) === watch) this.sendNow(watch)
+    }
+    if (this.outHead === this.outbox.length) {
+      this.outbox.length = 0
+      this.outHead = 0
+    } else if (this.outHead > 1_024 && this.outHead * 2 > this.outbox.length) {
+      this.outbox.splice(0, this.outHead)
+      this.outHead = 0
+    }
+  }
+
+  /** A request of `watch` went out: it holds a place in the window until answered. */
+  private sent(watch: Watch): void {
+    watch.awaiting += 1
+    this.inFlight += 1
+  }
+
+  /** `count` requests of `watch` were answered (or will never be): their places free up. */
+  private answered(watch: Watch, count = 1): void {
+    const freed = Math.min(count, watch.awaiting)
+    if (freed === 0) return
+    watch.awaiting -= freed
+    this.inFlight -= freed
+    this.pump()
+  }
+
+  /** A new or broken stream: nothing is in flight on it, nothing waits to go out. */
+  private clearWindow(): void {
+    this.inFlight = 0
+    this.outbox.length = 0
+    this.outHead = 0
+    this.queuedCreates = 0
+    for (const watch of this.watches.values()) {
+      watch.awaiting = 0
+      watch.cancelSent = false
+      watch.createQueued = false
+    }
   }
 
   private untilCancelled(watch: Watch): Promise<void> {
@@ -188,6 +284,7 @@ export class WatchHub {
     watch.isLive = false
     watch.progressMark = this.progress.mark
     this.creating.push(watch)
+    this.sent(watch)
     this.stream.write({
       create_request: {
         key: range.key,
@@ -209,8 +306,9 @@ export class WatchHub {
     this.generation += 1
     this.streamMember = undefined
     this.progress.setTrusted(undefined)
+    this.clearWindow()
     for (const watch of this.watches.values()) {
-      if (watch.phase === Phase.Unsent) this.create(watch)
+      if (watch.phase === Phase.Unsent) this.send(watch)
     }
   }
 
@@ -287,6 +385,7 @@ export class WatchHub {
     const revision = BigInt(res.header.revision)
     watch.createdAt = revision
     this.oldestUnanswered(watch)
+    this.answered(watch)
     if (watch.phase === Phase.Cancelling) return // its cancel's answer ends it
     watch.phase = Phase.Created
     if (watch.next === 'now') watch.next = revision + 1n
@@ -349,6 +448,13 @@ export class WatchHub {
     watch.phase = Phase.Done
     watch.isLive = false
     this.watches.delete(watch.id)
+    if (watch.createQueued) {
+      watch.createQueued = false // never sent: its outbox entry is skipped
+      this.queuedCreates -= 1
+    }
+    // Its answers still due (a cancel answered, a create refused) or never coming (etcd ended
+    // the watch as our cancel went out, and answers no cancel of a watch it does not know).
+    this.answered(watch, watch.awaiting)
     const cancelled = watch.cancelled
     watch.cancelled = undefined
     cancelled?.()
@@ -374,6 +480,7 @@ export class WatchHub {
     this.resuming = this.watches.size > 0
     this.creating.length = 0
     this.head = 0
+    this.clearWindow()
     this.progress.reset()
     for (const watch of [...this.watches.values()]) {
       if (watch.phase === Phase.Cancelling) {

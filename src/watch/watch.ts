@@ -63,6 +63,12 @@ export class Watch {
   cancelled: (() => void) | undefined
   /** The next revision to deliver: from where it resumes after a broken stream. */
   next: bigint | 'now'
+  /** Its requests (create, cancel) on the current stream that etcd has not answered yet. */
+  awaiting = 0
+  /** Its cancel went out on the current stream (it may wait for room in the hub's window). */
+  cancelSent = false
+  /** Its create waits in the hub's outbox for room in the window. */
+  createQueued = false
 
   constructor(
     readonly id: number,
