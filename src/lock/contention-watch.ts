@@ -1,5 +1,5 @@
 import { type IEvent, type Namespace, Range } from 'etcd3'
-import { callOptions } from '../session/etcd-calls.js'
+import { readBatchOf } from '../session/read-batch.js'
 import { log } from '../util/log.js'
 import { namespacePrefix, watchHubOf } from '../watch/hub.js'
 import type { Watch } from '../watch/watch.js'
@@ -137,28 +137,29 @@ export class ContentionWatch {
     this.retry = setTimeout(() => {
       this.retry = undefined
       if (this.done || this.watch !== watch) return
-      let read = this.client
-        .getAll()
-        .prefix(this.queuePrefix)
-        .minCreateRevision(this.revision.toString())
-        .sort('Create', 'Ascend')
-        .limit(2)
-      if (attempt === 0) read = read.revision(revision.toString()).serializable(true)
-      read
-        .options(callOptions())
-        .exec()
+      const start = Buffer.from(this.wholePrefix)
+      readBatchOf(this.client)
+        .range({
+          key: start,
+          range_end: Range.prefix(start).end,
+          min_create_revision: this.revision.toString(),
+          sort_order: 'Ascend',
+          sort_target: 'Create',
+          limit: 2,
+          ...(attempt === 0 ? { revision: revision.toString(), serializable: true } : {}),
+        })
         .then(
           (res) => {
             if (this.done || this.watch !== watch) return
             const [first, next] = res.kvs
             const ours =
               first !== undefined &&
-              first.key.toString() === this.key &&
+              first.key.toString() === this.wholeKey &&
               BigInt(first.create_revision) === this.revision
             if (!ours) {
               this.tell('keyDeleted')
             } else if (next !== undefined) {
-              this.tell('contended', next.key.toString().slice(this.queuePrefix.length))
+              this.tell('contended', next.key.toString().slice(this.wholePrefix.length))
             } else {
               this.checked = true
             }

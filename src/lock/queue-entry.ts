@@ -1,6 +1,7 @@
 import type { IKeyValue, IRangeRequest, Namespace } from 'etcd3'
 import { LockLostError } from '../errors.js'
 import { lockCallOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
+import { readBatchOf } from '../session/read-batch.js'
 import type { Session } from '../session/session.js'
 import { abortable, LinkedAbort } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
@@ -124,21 +125,24 @@ export class QueueEntry {
     const seen = this.seenAtEnqueue
     this.seenAtEnqueue = undefined
     if (seen !== undefined) return seen
+    const start = Buffer.concat([this.client.prefix, Buffer.from(this.queuePrefix)])
     const res = await this.limit.run(() =>
-      this.client
-        .getAll()
-        .prefix(this.queuePrefix)
-        .maxCreateRevision(rev.toString())
-        .sort('Create', 'Descend')
-        .limit(3) // ours, the predecessor, and whether anything is older still
-        .options(lockCallOptions())
-        .exec(),
+      readBatchOf(this.client).range({
+        key: start,
+        range_end: prefixEnd(start),
+        max_create_revision: rev.toString(),
+        sort_order: 'Descend',
+        sort_target: 'Create',
+        limit: 3, // ours, the predecessor, and whether anything is older still
+      }),
     )
     const [mine, before, older] = res.kvs
-    if (mine === undefined || createRevision(mine) !== rev) throw new LockLostError(this.key)
+    if (mine === undefined || createRevision(mine) !== rev || !this.keyBytes.equals(mine.key)) {
+      throw new LockLostError(this.key)
+    }
     if (before === undefined) return undefined
     return {
-      key: before.key.toString(),
+      key: before.key.subarray(this.client.prefix.length).toString(),
       revision: BigInt(res.header.revision),
       last: older === undefined,
     }
