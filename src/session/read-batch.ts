@@ -39,6 +39,7 @@ export function readBatchOf(client: Namespace): ReadBatch {
 export class ReadBatch {
   private pending: PendingRead[] = []
   private scheduled = false
+  private perTxn = READS_PER_TXN
 
   constructor(private readonly kv: KVClient) {}
 
@@ -46,7 +47,7 @@ export class ReadBatch {
   range(request: IRangeRequest): Promise<IRangeResponse> {
     return new Promise((resolve, reject) => {
       this.pending.push({ request, resolve, reject })
-      if (this.pending.length >= READS_PER_TXN) this.flush()
+      if (this.pending.length >= this.perTxn) this.flush()
       else if (!this.scheduled) {
         this.scheduled = true
         setImmediate(() => {
@@ -79,10 +80,18 @@ export class ReadBatch {
           })
         },
         (error: unknown) => {
-          // One range's revision (compacted, or ahead of this member): each read on its own.
-          // Anything else (a deadline, no leader) is every read's error.
-          if (String(error).includes('required revision')) for (const read of reads) this.one(read)
-          else for (const read of reads) read.reject(error)
+          const why = String(error)
+          // A member run with a --max-txn-ops below ours: smaller txns from now on.
+          if (why.includes('too many operations')) {
+            this.perTxn = Math.max(1, Math.floor(reads.length / 2))
+          }
+          // That, or one range's revision (compacted, or ahead of this member): each read on
+          // its own. Anything else (a deadline, no leader) is every read's error.
+          if (/required revision|too many operations/.test(why)) {
+            for (const read of reads) this.one(read)
+          } else {
+            for (const read of reads) read.reject(error)
+          }
         },
       )
   }

@@ -11,6 +11,7 @@ import {
   newClient,
   newLocker,
   privateEtcd,
+  startEtcd,
   uniquePrefix,
   untilTrue,
   within,
@@ -74,5 +75,21 @@ describe('queue reads in batches', () => {
     for (const answer of await Promise.all(now)) {
       expect(answer.kvs[0]?.value.toString()).toBe('2')
     }
+  })
+
+  it('a member with a --max-txn-ops below 128 answers every read all the same', async () => {
+    const small = await startEtcd(1, [], { extraArgs: ['--max-txn-ops=8'] })
+    deferCleanup(() => small.stop())
+    const client = newClient(small.endpoints)
+    deferCleanup(() => client.close())
+    await client.put('k').value('v').exec()
+    const batch = readBatchOf(client)
+    const first = await Promise.all(
+      Array.from({ length: 50 }, () => batch.range({ key: Buffer.from('k') })),
+    )
+    const then = await Promise.all(
+      Array.from({ length: 50 }, () => batch.range({ key: Buffer.from('k') })),
+    )
+    for (const answer of [...first, ...then]) expect(answer.kvs[0]?.value.toString()).toBe('v')
   })
 })
