@@ -10,7 +10,7 @@ import { abortable, delay, LinkedAbort, onAbort, settledWithin } from '../util/a
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
 import type { WatchHub } from '../watch/hub.js'
-import { ContentionWatch } from './contention-watch.js'
+import { type ContentionListener, ContentionWatch } from './contention-watch.js'
 import type { LocalQueue } from './local-queue.js'
 import { QueueEntry } from './queue-entry.js'
 import type { Retention } from './retention.js'
@@ -74,7 +74,7 @@ export class LockRequest {
   private watch: ContentionWatch | undefined
   private watchTimer: NodeJS.Timeout | undefined
   /** Someone of another process queued, or our key was deleted: the key must not be kept. */
-  private contended: ReleaseCause | undefined
+  private contention: ReleaseCause | undefined
   /** The last segment (lease hex) of the key of the other client that queued, if one did. */
   private waiter: string | undefined
   /** What this request waits on now, and the last segment (lease hex) of the entry ahead. */
@@ -151,7 +151,7 @@ export class LockRequest {
         this.entry = kept.entry
       } else {
         // What a kept key's watch told while take() checked it is about that key, not ours.
-        this.contended = undefined
+        this.contention = undefined
         this.entry = await this.acquire(stop)
       }
     } catch (caught) {
@@ -198,21 +198,27 @@ export class LockRequest {
       retained,
     })
     if (entry.session.isLost) this.onSessionLost()
-    if (this.contended !== undefined) this.askToRelease(this.contended)
+    if (this.contention !== undefined) this.askToRelease(this.contention)
     if (queue.size > 1) this.askToRelease('local-waiter')
   }
 
-  private readonly contentionListener = {
-    contended: (waiter: string) => {
-      this.contended = 'remote-waiter'
-      this.waiter = waiter
-      this.context.retention.noteTaken(this.queuePrefix)
-      this.askToRelease('remote-waiter')
-    },
-    keyDeleted: () => {
-      this.contended = 'key-deleted'
-      this.askToRelease('key-deleted')
-    },
+  /** What the contention watch tells this request (itself: methods, not closures, per hold). */
+  private get contentionListener(): ContentionListener {
+    return this
+  }
+
+  /** {@link ContentionListener.contended}: another client queued for this upload. */
+  contended(waiter: string): void {
+    this.contention = 'remote-waiter'
+    this.waiter = waiter
+    this.context.retention.noteTaken(this.queuePrefix)
+    this.askToRelease('remote-waiter')
+  }
+
+  /** {@link ContentionListener.keyDeleted}: our lock key was deleted in etcd. */
+  keyDeleted(): void {
+    this.contention = 'key-deleted'
+    this.askToRelease('key-deleted')
   }
 
   /** Releases the lock as `Etcd3Lock.unlock()` documents; does nothing unless it holds. */
@@ -228,7 +234,7 @@ export class LockRequest {
     // Nobody elsewhere waits: keep the key for this process's next request (step 6), unless
     // this process is shutting down.
     const kept =
-      this.contended === undefined &&
+      this.contention === undefined &&
       entry !== undefined &&
       !this.context.closing.aborted &&
       this.context.retention.offer(this.queuePrefix, entry, watch)

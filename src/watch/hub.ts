@@ -361,7 +361,7 @@ export class WatchHub {
     if (watch.phase !== Phase.Created || res.events.length === 0) return
     const last = res.events[res.events.length - 1]
     if (last !== undefined) watch.next = BigInt(last.kv.mod_revision) + 1n
-    this.tell(watch, () => watch.listener.events(res.events))
+    this.tell(watch, () => watch.listener.events(res.events, watch))
   }
 
   private createAnswered(id: number, res: IWatchResponse): void {
@@ -389,7 +389,7 @@ export class WatchHub {
     if (watch.phase === Phase.Cancelling) return // its cancel's answer ends it
     watch.phase = Phase.Created
     if (watch.next === 'now') watch.next = revision + 1n
-    this.tell(watch, () => watch.listener.created?.(revision))
+    this.tell(watch, () => watch.listener.created?.(revision, watch))
     if (watch.phase !== Phase.Created) return
     // At or ahead of etcd's revision: etcd keeps it synced from the start, events as they come.
     if (watch.next > revision) this.confirm(watch, revision)
@@ -431,7 +431,7 @@ export class WatchHub {
   private confirm(watch: Watch, revision: bigint): void {
     watch.isLive = true
     if (watch.next !== 'now' && watch.next <= revision) watch.next = revision + 1n
-    this.tell(watch, () => watch.listener.live?.())
+    this.tell(watch, () => watch.listener.live?.(watch))
   }
 
   /** The watch ended: etcd cancelled it, refused it, or confirmed our cancel. */
@@ -440,7 +440,7 @@ export class WatchHub {
     this.end(watch)
     if (!ours) {
       log.watch('watch %d on %s ended: %s', watch.id, watch.range.key, why)
-      this.tell(watch, () => watch.listener.interrupted(why))
+      this.tell(watch, () => watch.listener.interrupted(why, watch))
     }
   }
 

@@ -16,20 +16,23 @@ export interface WatchRange {
   readonly from: bigint | 'now'
 }
 
-/** Who hears what one watch sees. Called from the stream's handler: must not throw (caught). */
+/**
+ * Who hears what one watch sees (each call names the watch, so one listener object with methods
+ * can serve). Called from the stream's handler: must not throw (caught).
+ */
 export interface WatchListener {
   /** The events of one etcd response, in revision order. */
-  events(events: IEvent[]): void
+  events(events: IEvent[], watch: Watch): void
   /**
    * The watch ended without our cancel: its create was refused (permission denied, a bad
    * range), its start revision was compacted, or it could not be resumed. Nothing more comes;
    * the owner reads again.
    */
-  interrupted(reason: string): void
+  interrupted(reason: string, watch: Watch): void
   /** etcd created (or re-created, after a broken stream) the watch, at its `revision`. */
-  created?(revision: bigint): void
+  created?(revision: bigint, watch: Watch): void
   /** etcd confirmed that every event of the watch up to its revision then was delivered. */
-  live?(): void
+  live?(watch: Watch): void
 }
 
 /** Where a watch is in its life on the current stream. */
