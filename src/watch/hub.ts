@@ -30,7 +30,7 @@ export interface WatchCounters {
   readonly watchesOpen: number
   /** Creates sent or waiting for room in the window, and not answered yet. */
   readonly createsInFlight: number
-  /** Creates and cancels waiting for room in the window ({@link WATCH_REQUEST_WINDOW}). */
+  /** Creates and cancels waiting for room in the window of 512 requests unanswered at once. */
   readonly requestsQueued: number
   /** Creates etcd refused (permission denied, a bad range). */
   readonly createsRefused: number
