@@ -37,6 +37,8 @@ export class ContentionWatch {
   private retry: NodeJS.Timeout | undefined
   /** Watches started over so far (a compaction, a refused create): the back-off's step. */
   private attempt = 0
+  /** What the hub tells, for every watch this one starts. */
+  private readonly hears: WatchListener = new QueueWatchListener(this)
 
   private readonly queuePrefix: string
   private readonly key: string
@@ -119,7 +121,7 @@ export class ContentionWatch {
     const start = Buffer.from(this.wholePrefix)
     this.watch = watchHubOf(this.client).watch(
       { key: start, rangeEnd: Range.prefix(start).end, from: 'now' },
-      new QueueWatchListener(this),
+      this.hears,
     )
   }
 

@@ -1,4 +1,10 @@
-import { type IRangeRequest, type IRangeResponse, KVClient, type Namespace } from 'etcd3'
+import {
+  EtcdPermissionDeniedError,
+  type IRangeRequest,
+  type IRangeResponse,
+  KVClient,
+  type Namespace,
+} from 'etcd3'
 import { lockCallOptions } from './etcd-calls.js'
 
 /** Most reads in one txn: etcd's default `--max-txn-ops` is 128. */
@@ -31,8 +37,8 @@ export function readBatchOf(client: Namespace): ReadBatch {
  * upload once (a waiter its predecessor, a holder its contention watch's start), and a call costs
  * the client far more CPU than a range in a txn. etcd serves such a txn as it would each read:
  * linearizable unless every range is serializable, each range at its own revision. A txn that
- * fails for a range's revision (compacted, or ahead of the member) is retried as one call per
- * read, so that read fails alone; any other failure is every read's.
+ * fails for one range (its revision compacted or ahead of the member, its permission) is retried
+ * as one call per read, so that read fails alone; any other failure is every read's.
  *
  * Keys are whole keys (with the client's namespace), as etcd has them, and so are the answers'.
  */
@@ -83,11 +89,15 @@ export class ReadBatch {
           const why = String(error)
           // A member run with a --max-txn-ops below ours: smaller txns from now on.
           if (why.includes('too many operations')) {
-            this.perTxn = Math.max(1, Math.floor(reads.length / 2))
+            this.perTxn = Math.min(this.perTxn, Math.max(1, Math.floor(reads.length / 2)))
           }
-          // That, or one range's revision (compacted, or ahead of this member): each read on
-          // its own. Anything else (a deadline, no leader) is every read's error.
-          if (/required revision|too many operations/.test(why)) {
+          // That, one range's revision (compacted, or ahead of this member) or one range's
+          // permission (lockers of several prefixes on one client): each read on its own.
+          // Anything else (a deadline, no leader) is every read's error.
+          if (
+            error instanceof EtcdPermissionDeniedError ||
+            /required revision|too many operations/.test(why)
+          ) {
             for (const read of reads) this.one(read)
           } else {
             for (const read of reads) read.reject(error)

@@ -5,6 +5,7 @@
  */
 import type { IEvent } from 'etcd3'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import { readBatchOf } from '../../src/session/read-batch.js'
 import { watchHubOf } from '../../src/watch/hub.js'
 import {
   type EtcdCluster,
@@ -87,4 +88,20 @@ it('a create refused for permission among 200 others fails alone; the others hea
   expect(refused.ended).toBe(true)
   expect(hub.counters.createsRefused).toBe(1)
   await Promise.all([...first, ...rest].map((w) => w.cancel()))
+})
+
+it('a queue read refused for permission fails alone; the reads batched with it are answered', async () => {
+  const client = newClient(etcd.endpoints, {
+    auth: { username: TENANT.username, password: TENANT.password },
+  })
+  await client.put(`${TENANT.prefix}/k`).value('v').exec()
+  const batch = readBatchOf(client)
+  // Made in one turn: one txn, which etcd refuses whole for the range outside the tenant's.
+  const elsewhere = batch.range({ key: Buffer.from('/elsewhere/k') })
+  const ours = Array.from({ length: 5 }, () =>
+    batch.range({ key: Buffer.from(`${TENANT.prefix}/k`) }),
+  )
+  await expect(elsewhere).rejects.toThrow(/permission denied/)
+  for (const answer of await Promise.all(ours)) expect(answer.kvs[0]?.value.toString()).toBe('v')
+  client.close()
 })
