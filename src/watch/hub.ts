@@ -1,5 +1,6 @@
 import { type IWatchResponse, MaintenanceClient, type Namespace, WatchClient } from 'etcd3'
 import { callOptions } from '../session/etcd-calls.js'
+import { Fifo } from '../util/fifo.js'
 import { log } from '../util/log.js'
 import { Progress, progressAnswersAreOrdered } from './progress.js'
 import { WatchStream } from './stream.js'
@@ -87,12 +88,10 @@ export function namespacePrefix(client: Namespace): string {
  */
 export class WatchHub {
   private readonly watches = new Map<number, Watch>()
-  /** Creates sent on this stream in order, answered or not; `head`: the oldest unanswered. */
-  private readonly creating: Watch[] = []
-  private head = 0
-  /** Creates and cancels waiting for room in the window, in order; `outHead`: the next one. */
-  private readonly outbox: Watch[] = []
-  private outHead = 0
+  /** Creates sent on this stream in order, from the oldest maybe unanswered. */
+  private readonly creating = new Fifo<Watch>()
+  /** Creates and cancels waiting for room in the window, in order. */
+  private readonly outbox = new Fifo<Watch>()
   /** Creates in the outbox (each watch is queued for a create at most once per stream). */
   private queuedCreates = 0
   /** Requests sent on this stream and not answered yet (at most WATCH_REQUEST_WINDOW). */
@@ -140,8 +139,8 @@ export class WatchHub {
   get counters(): WatchCounters {
     return {
       watchesOpen: this.watches.size,
-      createsInFlight: this.creating.length - this.head + this.queuedCreates,
-      requestsQueued: this.outbox.length - this.outHead,
+      createsInFlight: this.creating.length + this.queuedCreates,
+      requestsQueued: this.outbox.length,
       createsRefused: this.refused,
       progressRequests: this.requests,
       progressConfirmations: this.confirmations,
@@ -196,7 +195,7 @@ export class WatchHub {
    * window has room, else queues it behind the others.
    */
   private send(watch: Watch): void {
-    if (this.inFlight < WATCH_REQUEST_WINDOW && this.outHead === this.outbox.length) {
+    if (this.inFlight < WATCH_REQUEST_WINDOW && this.outbox.length === 0) {
       this.sendNow(watch)
       return
     }
@@ -219,23 +218,15 @@ export class WatchHub {
 
   /** Sends what waits in the outbox while the window has room. */
   private pump(): void {
-    while (this.inFlight < WATCH_REQUEST_WINDOW && this.outHead < this.outbox.length) {
+    while (this.inFlight < WATCH_REQUEST_WINDOW && this.outbox.length > 0) {
       if (!this.stream.isOpen) return
-      const watch = this.outbox[this.outHead] as Watch
-      this.outHead += 1
+      const watch = this.outbox.shift() as Watch
       if (watch.createQueued) {
         watch.createQueued = false
         this.queuedCreates -= 1
       }
       // Ended (cancelled while queued) or already sent since: nothing to send.
       if (this.watches.get(watch.id) === watch) this.sendNow(watch)
-    }
-    if (this.outHead === this.outbox.length) {
-      this.outbox.length = 0
-      this.outHead = 0
-    } else if (this.outHead > 1_024 && this.outHead * 2 > this.outbox.length) {
-      this.outbox.splice(0, this.outHead)
-      this.outHead = 0
     }
   }
 
@@ -257,8 +248,7 @@ export class WatchHub {
   /** A new or broken stream: nothing is in flight on it, nothing waits to go out. */
   private clearWindow(): void {
     this.inFlight = 0
-    this.outbox.length = 0
-    this.outHead = 0
+    this.outbox.clear()
     this.queuedCreates = 0
     for (const watch of this.watches.values()) {
       watch.awaiting = 0
@@ -300,8 +290,7 @@ export class WatchHub {
   private opened(): void {
     if (this.resuming) this.resumes += 1
     this.resuming = false
-    this.creating.length = 0
-    this.head = 0
+    this.creating.clear()
     this.progress.reset()
     this.generation += 1
     this.streamMember = undefined
@@ -401,31 +390,17 @@ export class WatchHub {
    * answered by id, when it is that one) and returns it.
    */
   private oldestUnanswered(answered?: Watch): Watch | undefined {
-    let oldest: Watch | undefined
-    while (this.head < this.creating.length) {
-      const next = this.creating[this.head] as Watch
+    for (let next = this.creating.peek(); next !== undefined; next = this.creating.peek()) {
       const pending =
         next.createdAt === undefined &&
         (next.phase === Phase.Creating || next.phase === Phase.Cancelling)
       if (pending && next !== answered) {
-        oldest = next
-        if (answered === undefined) this.head += 1
-        break
+        if (answered === undefined) this.creating.shift()
+        return next
       }
-      this.head += 1
+      this.creating.shift()
     }
-    this.trimCreating()
-    return oldest
-  }
-
-  private trimCreating(): void {
-    if (this.head === this.creating.length) {
-      this.creating.length = 0
-      this.head = 0
-    } else if (this.head > 1_024 && this.head * 2 > this.creating.length) {
-      this.creating.splice(0, this.head)
-      this.head = 0
-    }
+    return undefined
   }
 
   private confirm(watch: Watch, revision: bigint): void {
@@ -478,8 +453,7 @@ export class WatchHub {
 
   private broken(): void {
     this.resuming = this.watches.size > 0
-    this.creating.length = 0
-    this.head = 0
+    this.creating.clear()
     this.clearWindow()
     this.progress.reset()
     for (const watch of [...this.watches.values()]) {

@@ -1,3 +1,4 @@
+import { Fifo } from '../util/fifo.js'
 import { Phase, type Watch } from './watch.js'
 
 /** How often a progress request is re-sent while some watch awaits confirmation (ms). */
@@ -32,8 +33,7 @@ export function progressAnswersAreOrdered(version: string): boolean {
 export class Progress {
   private sent = 0
   private answers = 0
-  private readonly waiting: Watch[] = []
-  private head = 0
+  private readonly waiting = new Fifo<Watch>()
   private timer: NodeJS.Timeout | undefined
   /**
    * Whether this stream's etcd answers progress requests in order (see above): `undefined`
@@ -59,8 +59,7 @@ export class Progress {
   reset(): void {
     this.sent = 0
     this.answers = 0
-    this.waiting.length = 0
-    this.head = 0
+    this.waiting.clear()
     clearTimeout(this.timer)
     this.timer = undefined
   }
@@ -81,8 +80,7 @@ export class Progress {
   answered(revision: bigint): void {
     this.answers += 1
     if (!this.trusted) return
-    while (this.head < this.waiting.length) {
-      const watch = this.waiting[this.head] as Watch
+    for (let watch = this.waiting.peek(); watch !== undefined; watch = this.waiting.peek()) {
       if (watch.phase === Phase.Created && !watch.isLive) {
         // Only by count: on 3.5 an answer travels apart from the `created` answers, and one at a
         // revision past a watch's create may still have been made before etcd synced it.
@@ -91,23 +89,16 @@ export class Progress {
       } else if (watch.phase === Phase.Creating) {
         break
       }
-      this.head += 1
-    }
-    if (this.head > 1_024 && this.head * 2 > this.waiting.length) {
-      this.waiting.splice(0, this.head)
-      this.head = 0
+      this.waiting.shift()
     }
   }
 
   /** Whether some watch still waits for confirmation (dropping those that need none now). */
   private someoneWaits(): boolean {
-    while (this.head < this.waiting.length) {
-      const watch = this.waiting[this.head] as Watch
+    for (let watch = this.waiting.peek(); watch !== undefined; watch = this.waiting.peek()) {
       if (watch.phase <= Phase.Created && !watch.isLive) return true
-      this.head += 1
+      this.waiting.shift()
     }
-    this.waiting.length = 0
-    this.head = 0
     return false
   }
 
@@ -134,8 +125,7 @@ export class Progress {
   setTrusted(trusted: boolean | undefined): void {
     this.trusted = trusted
     if (trusted === false) {
-      this.waiting.length = 0
-      this.head = 0
+      this.waiting.clear()
     } else if (trusted === true) {
       this.schedule(0)
     }
