@@ -66,7 +66,7 @@ type WaitingOn = LockerEvents['lockWaiting'][0]['waitingOn']
  * One `lock()` call of an {@link Etcd3Lock}, from its wait to its unlock: protocol steps 1 to 6
  * for one request of this process for one upload. Used once.
  */
-export class LockRequest {
+export class LockRequest implements ContentionListener {
   private state: State = 'idle'
   private entry: QueueEntry | undefined
   private requestRelease: RequestRelease | undefined
@@ -134,11 +134,7 @@ export class LockRequest {
     this.waitingOn = 'etcd'
     try {
       // take() sees the abort itself: a key it hands out is ours to hold or give back.
-      const kept = await this.context.retention.take(
-        this.queuePrefix,
-        this.contentionListener,
-        stop.signal,
-      )
+      const kept = await this.context.retention.take(this.queuePrefix, this, stop.signal)
       if (kept !== undefined) {
         this.entry = kept.entry
         this.watch = kept.watch
@@ -182,12 +178,7 @@ export class LockRequest {
         this.watchTimer = undefined
         const revision = entry.revision
         if (this.state !== 'held' || revision === undefined) return
-        this.watch = new ContentionWatch(
-          this.context.client,
-          entry,
-          revision,
-          this.contentionListener,
-        )
+        this.watch = new ContentionWatch(this.context.client, entry, revision, this)
       }, CONTENTION_WATCH_DELAY_MS)
     }
     // Once the hold is set up, and before anyone asks it to release: listeners are user code
@@ -202,10 +193,7 @@ export class LockRequest {
     if (queue.size > 1) this.askToRelease('local-waiter')
   }
 
-  /** What the contention watch tells this request (itself: methods, not closures, per hold). */
-  private get contentionListener(): ContentionListener {
-    return this
-  }
+  // This request is its own ContentionListener: methods, not closures kept per hold.
 
   /** {@link ContentionListener.contended}: another client queued for this upload. */
   contended(waiter: string): void {
