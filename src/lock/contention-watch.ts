@@ -103,15 +103,22 @@ export class ContentionWatch {
    */
   private watchThenRead(attempt: number): void {
     this.attempt = attempt
+    this.afterBackoff(attempt, () => this.startWatch())
+  }
+
+  /** Runs `run` at once on the first attempt, else after a back-off that doubles per attempt. */
+  private afterBackoff(attempt: number, run: () => void): void {
     if (attempt === 0) {
-      this.startWatch()
+      run()
       return
     }
-    const wait = Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
-    this.retry = setTimeout(() => {
-      this.retry = undefined
-      this.startWatch()
-    }, wait)
+    this.retry = setTimeout(
+      () => {
+        this.retry = undefined
+        run()
+      },
+      Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt),
+    )
     this.retry.unref()
   }
 
@@ -148,16 +155,7 @@ export class ContentionWatch {
    * or the watch is stopped.
    */
   private readAt(watch: Watch, revision: bigint, attempt: number): void {
-    if (attempt === 0) {
-      this.read(watch, revision, attempt)
-      return
-    }
-    const wait = Math.min(MAX_READ_BACKOFF_MS, 50 * 2 ** attempt)
-    this.retry = setTimeout(() => {
-      this.retry = undefined
-      this.read(watch, revision, attempt)
-    }, wait)
-    this.retry.unref()
+    this.afterBackoff(attempt, () => this.read(watch, revision, attempt))
   }
 
   private read(watch: Watch, revision: bigint, attempt: number): void {
