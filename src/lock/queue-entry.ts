@@ -54,9 +54,7 @@ export class QueueEntry {
    */
   async enqueue(): Promise<boolean> {
     const key = this.keyBytes
-    // Built per call, not kept: a held lock or a waiter keeps only what it needs later.
-    const start = Buffer.concat([this.client.prefix, Buffer.from(this.queuePrefix)])
-    const end = prefixEnd(start)
+    const { start, end } = this.queueRange()
     // Created: ours is the newest key, so the newest three (ours, the predecessor, whether
     // anything is older still) tell whether ours is first and who is just before it.
     const newestEntries: IRangeRequest = {
@@ -125,11 +123,11 @@ export class QueueEntry {
     const seen = this.seenAtEnqueue
     this.seenAtEnqueue = undefined
     if (seen !== undefined) return seen
-    const start = Buffer.concat([this.client.prefix, Buffer.from(this.queuePrefix)])
+    const { start, end } = this.queueRange()
     const res = await this.limit.run(() =>
       readBatchOf(this.client).range({
         key: start,
-        range_end: prefixEnd(start),
+        range_end: end,
         max_create_revision: rev.toString(),
         sort_order: 'Descend',
         sort_target: 'Create',
@@ -278,6 +276,15 @@ export class QueueEntry {
       },
       lockCallOptions(),
     )
+  }
+
+  /**
+   * The queue's keys as etcd has them (with the client's namespace). Built per call, not kept:
+   * a held lock or a waiter keeps only what it needs later.
+   */
+  private queueRange(): { start: Buffer; end: Buffer } {
+    const start = Buffer.concat([this.client.prefix, Buffer.from(this.queuePrefix)])
+    return { start, end: prefixEnd(start) }
   }
 
   private mustHaveRevision(): bigint {
