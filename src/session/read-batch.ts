@@ -5,12 +5,11 @@ import {
   KVClient,
   type Namespace,
 } from 'etcd3'
+import { perPool } from '../util/per-pool.js'
 import { lockCallOptions } from './etcd-calls.js'
 
 /** Most reads in one txn: etcd's default `--max-txn-ops` is 128. */
 export const READS_PER_TXN = 128
-
-type Pool = ConstructorParameters<typeof KVClient>[0]
 
 interface PendingRead {
   request: IRangeRequest
@@ -18,18 +17,10 @@ interface PendingRead {
   reject(error: unknown): void
 }
 
-const batches = new WeakMap<Pool, ReadBatch>()
-
 /** The read batch of `client`'s connection pool (one per `Etcd3`, shared by its namespaces). */
-export function readBatchOf(client: Namespace): ReadBatch {
-  const pool = (client as unknown as { pool: Pool }).pool
-  let batch = batches.get(pool)
-  if (batch === undefined) {
-    batch = new ReadBatch(new KVClient(pool))
-    batches.set(pool, batch)
-  }
-  return batch
-}
+export const readBatchOf: (client: Namespace) => ReadBatch = perPool(
+  (pool) => new ReadBatch(new KVClient(pool)),
+)
 
 /**
  * Range reads made in the same turn of the event loop go to etcd as one read-only txn (up to

@@ -2,6 +2,7 @@ import { type IWatchResponse, MaintenanceClient, type Namespace, WatchClient } f
 import { callOptions } from '../session/etcd-calls.js'
 import { Fifo } from '../util/fifo.js'
 import { log } from '../util/log.js'
+import { type Pool, perPool } from '../util/per-pool.js'
 import { Progress, progressAnswersAreOrdered } from './progress.js'
 import { WatchStream } from './stream.js'
 import { Phase, Watch, type WatchListener, type WatchRange } from './watch.js'
@@ -45,10 +46,6 @@ export interface WatchCounters {
   readonly unknownIds: number
 }
 
-type Pool = ConstructorParameters<typeof WatchClient>[0]
-
-const hubs = new WeakMap<Pool, WatchHub>()
-
 /** Status calls made to find the version of the member serving a stream (see learnVersion). */
 const VERSION_TRIES = 12
 
@@ -56,15 +53,7 @@ const VERSION_TRIES = 12
  * The watch hub of `client`'s connection pool (one per `Etcd3`, shared by its namespaces).
  * Keys given to it are whole keys: see {@link namespacePrefix}.
  */
-export function watchHubOf(client: Namespace): WatchHub {
-  const pool = (client as unknown as { pool: Pool }).pool
-  let hub = hubs.get(pool)
-  if (hub === undefined) {
-    hub = new WatchHub(pool)
-    hubs.set(pool, hub)
-  }
-  return hub
-}
+export const watchHubOf: (client: Namespace) => WatchHub = perPool((pool) => new WatchHub(pool))
 
 /** The bytes `client` puts before every key (its `namespace()`), as a string. */
 export function namespacePrefix(client: Namespace): string {
