@@ -37,8 +37,8 @@ export const KNOWN_REJECTIONS = new Set([
   'LockLostError',
 ])
 
-// Every process reads the same machine clock, but each derives `timeOrigin` from the wall clock
-// when it starts: processes can disagree by about a millisecond. Real overlaps last far longer.
+// Every process reads the same monotonic clock (ledger.ts `clock()`); the slack covers the
+// microseconds between a step and its ledger line. Real overlaps last far longer.
 const CLOCK_SLACK_MS = 5
 
 export interface CheckInput {
@@ -83,6 +83,8 @@ export interface Figures {
   faults: Partial<Record<FaultKind, number>>
   longestUnavailabilityMs: number
   longestRecoveryMs: number
+  /** How far the workers' wall-derived clocks (`performance.timeOrigin`) disagreed; the ledger does not use them. */
+  wallClockSpreadMs: number
   violations: number
 }
 
@@ -124,6 +126,7 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
     faults: {},
     longestUnavailabilityMs: 0,
     longestRecoveryMs: 0,
+    wallClockSpreadMs: 0,
     violations: 0,
   }
   for (const fault of faults) figures.faults[fault.kind] = (figures.faults[fault.kind] ?? 0) + 1
@@ -147,8 +150,15 @@ export function check(input: CheckInput): { figures: Figures; violations: Violat
     return w
   }
 
+  let wallOffsetMin = Number.POSITIVE_INFINITY
+  let wallOffsetMax = Number.NEGATIVE_INFINITY
   for (const e of entries) {
     switch (e.k) {
+      case 'start':
+        wallOffsetMin = Math.min(wallOffsetMin, e.wallOffset)
+        wallOffsetMax = Math.max(wallOffsetMax, e.wallOffset)
+        figures.wallClockSpreadMs = wallOffsetMax - wallOffsetMin
+        break
       case 'attempt':
         attempts.set(e.op, { pid: e.pid, id: e.id })
         break

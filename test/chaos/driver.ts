@@ -361,6 +361,7 @@ export function describeResult(result: ChaosResult): string[] {
     `overlaps: ${f.overlapsAfterTold} after the earlier holder was told its lock was lost, ${f.overlapsWhileFrozen} while it was frozen (its writes stopped by the fence); ${f.readsAfterLoss} reads by such a holder saw the next holder's value`,
     `lock keys left: ${result.lockKeysLeft}, leasing keys left: ${result.leasingKeysLeft}`,
     `longest unavailability: ${Math.round(f.longestUnavailabilityMs)} ms without any lock acquired; longest recovery after a fault: ${Math.round(f.longestRecoveryMs)} ms`,
+    `clocks: the workers' wall-derived clocks disagreed by up to ${f.wallClockSpreadMs.toFixed(2)} ms (the ledger uses the shared monotonic clock)`,
     `violations: ${result.violations.length}`,
     ...result.violations.slice(0, 20).map((v) => `  ${v.kind}: ${v.detail}`),
   ]

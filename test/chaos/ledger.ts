@@ -1,15 +1,21 @@
 /**
  * The chaos test's ledger: what each worker process did, one JSON object per line, appended
  * synchronously before and after each step so that a SIGKILL loses at most the step in flight.
- * Times are `performance.timeOrigin + performance.now()` in ms: one clock for every process of
- * the machine, monotonic within a process.
+ * Times are the machine's monotonic clock (`process.hrtime`) in ms: one clock that every process
+ * of the machine reads alike.
  */
 import { appendFileSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-/** Milliseconds on the clock all processes of the run share. */
+/**
+ * Milliseconds on the clock all processes of the run share. Not `performance.timeOrigin +
+ * performance.now()`: each process takes its `timeOrigin` from the wall clock when it starts, so a
+ * wall-clock step or a start preempted between the two clock reads puts one process's times
+ * off the others' for its whole life (a CI run on etcd 3.4 saw one worker 5-9 ms off: 19
+ * "exclusion" overlaps, all with that worker leaving, none with a write after the hand-over).
+ */
 export function clock(): number {
-  return performance.timeOrigin + performance.now()
+  return Number(process.hrtime.bigint()) / 1e6
 }
 
 /** The value a critical section writes to its upload's metadata: which section, which step. */
@@ -21,7 +27,8 @@ export interface Written {
 
 /** One ledger line. `op` names one `lock()` call: `<worker>:<pid>:<n>`. */
 export type Entry = { t: number; w: string; pid: number } & (
-  | { k: 'start' }
+  /** `wallOffset`: this process's `performance.timeOrigin` clock minus `clock()`, to show how far the processes' wall-derived clocks disagree. */
+  | { k: 'start'; wallOffset: number }
   | { k: 'session'; lease: string }
   | { k: 'sessionLost'; lease: string; reason: string }
   | { k: 'attempt'; op: string; id: string }

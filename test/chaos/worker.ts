@@ -57,7 +57,7 @@ interface Hold {
 const holds = new Map<string, Hold>()
 const lastReason = new Map<string, string>()
 
-ledger.record({ k: 'start' })
+ledger.record({ k: 'start', wallOffset: performance.timeOrigin + performance.now() - clock() })
 locker.on('sessionGranted', ({ lease }) => ledger.record({ k: 'session', lease }))
 locker.on('sessionLost', ({ lease, reason }) => {
   ledger.record({ k: 'sessionLost', lease, reason })
