@@ -27,7 +27,7 @@ export interface Written {
 
 /** One ledger line. `op` names one `lock()` call: `<worker>:<pid>:<n>`. */
 export type Entry = { t: number; w: string; pid: number } & (
-  /** `wallOffset`: this process's `performance.timeOrigin` clock minus `clock()`, to show how far the processes' wall-derived clocks disagree. */
+  /** `wallOffset`: `performance.timeOrigin + now()` minus `clock()` (how far wall-derived clocks disagree). */
   | { k: 'start'; wallOffset: number }
   | { k: 'session'; lease: string }
   | { k: 'sessionLost'; lease: string; reason: string }
