@@ -25,9 +25,12 @@ export interface Written {
   step: number
 }
 
-/** One ledger line. `op` names one `lock()` call: `<worker>:<pid>:<n>`. */
+/**
+ * One ledger line. `op` names one `lock()` call: `<worker>:<pid>:<n>`. `wallOffset` of `start`:
+ * `performance.timeOrigin + performance.now()` minus `clock()`, to show how far the processes'
+ * wall-derived clocks disagree.
+ */
 export type Entry = { t: number; w: string; pid: number } & (
-  /** `wallOffset`: `performance.timeOrigin + now()` minus `clock()` (how far wall-derived clocks disagree). */
   | { k: 'start'; wallOffset: number }
   | { k: 'session'; lease: string }
   | { k: 'sessionLost'; lease: string; reason: string }
