@@ -172,9 +172,15 @@ export class QueueEntry {
       lost = reject
     })
     let lookedOnce = false
-    const look = () => {
+    const look = (createdAt: bigint) => {
       if (lookedOnce) return // created again after a broken stream: resumed, nothing missed
       lookedOnce = true
+      // Created at the very revision the queue was seen at: the watch has every revision after
+      // it, so a read would show what we saw (bench: hand-over from a kept key).
+      if (createdAt === predecessor.revision) {
+        looked('waiting')
+        return
+      }
       this.predecessor().then(
         (now) => {
           if (now === undefined) looked('first')
@@ -197,13 +203,19 @@ export class QueueEntry {
           'now',
           stopWatching.signal,
           look,
+          predecessor.revision,
         ).then((deleted) => {
           if (deleted === this.key) throw new LockLostError(this.key)
           return deleted === predecessor.key ? 'first' : 'look-again'
         })
-      : deletedOrInterrupted(this.client, predecessor.key, 'now', stopWatching.signal, look).then(
-          () => 'look-again' as const,
-        )
+      : deletedOrInterrupted(
+          this.client,
+          predecessor.key,
+          'now',
+          stopWatching.signal,
+          look,
+          predecessor.revision,
+        ).then(() => 'look-again' as const)
     // The watch's 'first' holds only once the read showed our key there after the watch began:
     // a delete of it before then is in no event.
     const verdict = watched.then(async (outcome) => {

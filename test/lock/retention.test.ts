@@ -7,16 +7,21 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
+import { Etcd3Locker } from '../../src/index.js'
+import { watchHubOf } from '../../src/watch/hub.js'
 import { runProcess } from '../harness/child.js'
 import {
+  deferCleanup,
   etcdMetric,
   keysUnder,
+  lockerBehindProxy,
   newClient,
   newLocker,
   privateEtcd,
   signal,
   uniquePrefix,
   untilNoKeys,
+  untilTrue,
   within,
 } from '../harness/index.js'
 
@@ -94,6 +99,53 @@ describe('lock retention', () => {
     console.log(`[figure] hand-over from a kept key: ${Math.round(performance.now() - started)} ms`)
     expect(a.retainedLocks).toBe(0)
     await b.unlock()
+  })
+
+  it('a take of a kept key is two writes and no read: the queue seen at the enqueue needs no second look', async () => {
+    const calls = async () => ({
+      reads: await etcdMetric(etcd.endpoint, 'grpc_server_handled_total', { grpc_method: 'Range' }),
+      txns: await etcdMetric(etcd.endpoint, 'grpc_server_handled_total', { grpc_method: 'Txn' }),
+    })
+    const prefix = uniquePrefix('take-reads')
+    const { proxy, locker: a } = await lockerBehindProxy(
+      { prefix, ttl: 10, retainLocks: LONG_RETAIN_MS },
+      etcd.endpoint,
+    )
+    const bClient = newClient(etcd.cluster.endpoints)
+    const b = new Etcd3Locker(bClient, { prefix, ttl: 10 })
+    deferCleanup(() => b.close())
+    await b.ready()
+    const lock = a.newLock('u')
+    await lock.lock(never(), () => {})
+    await lock.unlock()
+    expect(a.retainedLocks).toBe(1)
+    // A's kept key is watched and read once; wait until etcd handles nothing more.
+    let settled = await calls()
+    for (let i = 0; i < 100; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const now = await calls()
+      if (now.reads === settled.reads && now.txns === settled.txns) break
+      settled = now
+    }
+    // A hears of B only once B's watch on A's key is in place: etcd created it at B's enqueue
+    // revision, so nothing can have happened in between that a read would show.
+    proxy.cut('hold-answers')
+    const hub = watchHubOf(bClient)
+    const before = await calls()
+    const taking = b.newLock('u').lock(never(), () => {})
+    await untilTrue(
+      () => hub.counters.watchesOpen === 1 && hub.counters.createsInFlight === 0,
+      5_000,
+      "B's watch on A's key created",
+    )
+    proxy.restore()
+    await within(taking, 5_000, "B's lock of a key A keeps")
+    const after = await calls()
+    expect(a.retainedLocks).toBe(0)
+    expect({ reads: after.reads - before.reads, txns: after.txns - before.txns }).toEqual({
+      reads: 0,
+      txns: 2, // B's enqueue, A's delete
+    })
   })
 
   it('etcdctl lock takes a kept lock long before retainLocks', async () => {
