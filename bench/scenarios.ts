@@ -215,6 +215,24 @@ export async function handOver(ctx: BenchContext): Promise<Result[]> {
   const etcd3Handovers: number[] = []
   const fromKept: number[] = []
   const writeTrips: number[] = []
+  const idleWriteTrips: number[] = []
+  const hops: number[] = []
+  const twoHops: number[] = []
+  // The protocol's floor, as etcd and the etcd3 client do it: a put heard by another client's
+  // watch (a hand-over: the holder's delete, heard by the waiter), and that twice in a row, one
+  // each way (from a kept key: the waiter's enqueue heard by the keeper, its delete heard back).
+  const hopPrefix = `${ctx.prefix}/hop/`
+  const heard = new Map<string, () => void>()
+  for (const c of [holderClient, waiterClient]) {
+    const w = await c.watch().prefix(hopPrefix).create()
+    w.on('put', (kv) => heard.get(kv.key.toString())?.())
+    ctx.defer(() => w.cancel())
+  }
+  const putHeard = (from: Etcd3, key: string) => {
+    const done = new Promise<void>((resolve) => heard.set(key, resolve))
+    void from.put(key).value('x').exec()
+    return done.finally(() => heard.delete(key))
+  }
   for (let i = 0; i < count; i++) {
     const id = `handover-${i}`
     const held = holder.newLock(id)
@@ -237,6 +255,19 @@ export async function handOver(ctx: BenchContext): Promise<Result[]> {
     await sleep(20) // unlock()'s delete goes on in the background: not inside the round trip
     roundTrips.push(await timed(() => waiterClient.get(`${ctx.prefix}/rtt`).exec()))
     writeTrips.push(await timed(() => waiterClient.put(`${ctx.prefix}/rtt`).value('x').exec()))
+    // Every hand-over here starts after 20 ms with nothing to do, as do these floors: on this
+    // machine a put after such a pause takes about 0.8 ms longer than one right after a call.
+    await sleep(20)
+    idleWriteTrips.push(await timed(() => waiterClient.put(`${ctx.prefix}/rtt`).value('x').exec()))
+    await sleep(20)
+    hops.push(await timed(() => putHeard(holderClient, `${hopPrefix}${i}/a`)))
+    await sleep(20)
+    twoHops.push(
+      await timed(async () => {
+        await putHeard(waiterClient, `${hopPrefix}${i}/b`)
+        await putHeard(holderClient, `${hopPrefix}${i}/c`)
+      }),
+    )
 
     // From a kept key: the keeper unlocked a while ago (retainLocks), then the waiter asks. The
     // keeper reuses its kept keys, as an instance behind a sticky load balancer does: one whose
@@ -283,11 +314,17 @@ export async function handOver(ctx: BenchContext): Promise<Result[]> {
   const peer = summarize(etcd3Handovers)
   const k = summarize(fromKept)
   const wrt = summarize(writeTrips)
+  const idle = summarize(idleWriteTrips)
+  const hop = summarize(hops)
+  const hop2 = summarize(twoHops)
   return [
     timing(S, 'unlock -> other instance holds', h),
     timing(S, 'lock() of a key another instance keeps -> holds', k),
     timing(S, 'one etcd round trip (get)', rtt),
-    timing(S, 'one etcd write round trip (put)', wrt),
+    timing(S, 'one etcd write round trip (put), right after a get', wrt),
+    timing(S, 'one etcd write round trip (put), after 20 ms idle as the hand-overs', idle),
+    timing(S, 'a put heard by a watch of another client, after 20 ms idle', hop),
+    timing(S, 'that twice in a row, one each way, after 20 ms idle', hop2),
     timing(S, 'etcd3 client.lock(), 100 ms retry', peer),
     ratio(S, 'hand-over / round trip', h.median / rtt.median),
     ratio(S, 'hand-over from a kept key / round trip', k.median / rtt.median),
@@ -295,11 +332,20 @@ export async function handOver(ctx: BenchContext): Promise<Result[]> {
     // enqueue), which cost etcd more than a read: the same two in write round trips.
     ratio(S, 'hand-over / write round trip', h.median / wrt.median),
     ratio(S, 'hand-over from a kept key / write round trip', k.median / wrt.median),
-    // Its floor: the waiter's enqueue, then the keeper's delete, two writes in a row.
-    ratio(S, 'hand-over from a kept key / two write round trips', k.median / (2 * wrt.median), {
+    ratio(
+      S,
+      'hand-over from a kept key / two write round trips right after a get',
+      k.median / (2 * wrt.median),
+    ),
+    // Its floor: the waiter's enqueue, then the keeper's delete, two writes in a row, each
+    // timed as the hand-over starts: after 20 ms idle.
+    ratio(S, 'hand-over from a kept key / two write round trips', k.median / (2 * idle.median), {
       value: 1.2,
       higherIsBetter: false,
     }),
+    // The same against what etcd and the etcd3 client need for it: a put heard, each way.
+    ratio(S, 'hand-over / a put heard', h.median / hop.median),
+    ratio(S, 'hand-over from a kept key / a put heard each way', k.median / hop2.median),
     ratio(S, 'etcd3 retry hand-over / ours', peer.median / h.median),
   ]
 }
