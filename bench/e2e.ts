@@ -140,9 +140,13 @@ async function pairedRounds(
     const rate = new Map<Side, number>()
     for (const s of r % 2 === 0 ? [a, b] : [b, a]) {
       const [seconds, uploads] = [s.seconds, s.uploads]
-      const sampling = s === b ? sampler?.start() : undefined
-      await uploadBatch(s, data, perRound)
-      await sampling?.stop()
+      // Both sides bear the sampler's puts (etcd's disk is theirs too); b's are recorded.
+      const sampling = sampler?.start(s === b)
+      try {
+        await uploadBatch(s, data, perRound)
+      } finally {
+        await sampling?.stop()
+      }
       rate.set(s, (s.uploads - uploads) / (s.seconds - seconds))
     }
     ratios.push((rate.get(b) ?? 0) / (rate.get(a) ?? 1))
@@ -226,7 +230,8 @@ async function proposalsPerRequest(
  */
 interface PutSampler {
   times: number[]
-  start(): { stop(): Promise<void> }
+  /** Puts until `stop()`; `record`: keep their times. A failed put ends the loop, then `stop()` rejects. */
+  start(record: boolean): { stop(): Promise<void> }
 }
 
 const SAMPLE_EVERY_MS = 25
@@ -236,20 +241,26 @@ function putSampler(ctx: BenchContext): PutSampler {
   const times: number[] = []
   return {
     times,
-    start() {
+    start(record) {
       let running = true
       const loop = (async () => {
         for (let i = 0; running; i++) {
           const started = performance.now()
           await etcd.put(`${ctx.prefix}-sampled-rtt`).value(`${i}`).exec()
-          times.push(performance.now() - started)
+          if (record) times.push(performance.now() - started)
           await new Promise((resolve) => setTimeout(resolve, SAMPLE_EVERY_MS))
         }
       })()
+      // Seen at stop(), not as an unhandled rejection in the middle of a batch.
+      const outcome = loop.then(
+        () => undefined,
+        (error: unknown) => error,
+      )
       return {
-        stop: () => {
+        stop: async () => {
           running = false
-          return loop
+          const error = await outcome
+          if (error !== undefined) throw error
         },
       }
     },
@@ -332,6 +343,8 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
     [memory, one],
     ctx.quick ? 10 : 200,
   )
+  // The POSTs' kept locks and cache leases go before the next pair starts.
+  if (!ctx.quick) await untilQuiet(ctx, prefixes.one)
   // The round-robin pair only now: its processes and cleanups stay out of the first pair's run.
   const two = side(
     'two instances behind a proxy, Etcd3Locker + etcd metadata',

@@ -162,7 +162,8 @@ export class QueueEntry {
     // would be behind by then, and etcd catches such a watch up in passes, decoding every
     // revision since (with thousands of waiters, its whole CPU). One read of the queue once etcd
     // created the watch tells what happened before: the predecessor gone already (go on at
-    // once), or our own key gone (LockLostError).
+    // once), or our own key gone (LockLostError). Unless etcd created it at the revision the
+    // queue was seen at: then nothing happened before it, and no read is needed.
     const stopWatching = new LinkedAbort()
     stopWatching.link(signal)
     let looked!: (outcome: 'first' | 'look-again' | 'waiting') => void
@@ -216,8 +217,9 @@ export class QueueEntry {
           look,
           predecessor.revision,
         ).then(() => 'look-again' as const)
-    // The watch's 'first' holds only once the read showed our key there after the watch began:
-    // a delete of it before then is in no event.
+    // The watch's 'first' holds only once the look (a read, or the watch created where the queue
+    // was seen) showed our key there when the watch began: a delete of it before then is in no
+    // event.
     const verdict = watched.then(async (outcome) => {
       if (outcome !== 'first') return outcome
       return (await lookedAt) === 'look-again' ? 'look-again' : 'first'

@@ -11,8 +11,9 @@ import { join } from 'node:path'
  * Milliseconds on the clock all processes of the run share. Not `performance.timeOrigin +
  * performance.now()`: each process takes its `timeOrigin` from the wall clock when it starts, so a
  * wall-clock step or a start preempted between the two clock reads puts one process's times
- * off the others' for its whole life (a CI run on etcd 3.4 saw one worker 5-9 ms off: 19
- * "exclusion" overlaps, all with that worker leaving, none with a write after the hand-over).
+ * off the others' for its whole life (a CI run on etcd 3.4 saw one worker's clock about 10 ms
+ * ahead: 19 "exclusion" overlaps of 5 to 9 ms, all with that worker leaving, none with a write
+ * after the hand-over).
  */
 export function clock(): number {
   return Number(process.hrtime.bigint()) / 1e6

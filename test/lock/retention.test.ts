@@ -112,7 +112,8 @@ describe('lock retention', () => {
       etcd.endpoint,
     )
     const bClient = newClient(etcd.cluster.endpoints)
-    const b = new Etcd3Locker(bClient, { prefix, ttl: 10 })
+    // retainLocks 0: B's unlock deletes its key (one txn) and starts no watch or read of its own.
+    const b = new Etcd3Locker(bClient, { prefix, ttl: 10, retainLocks: 0 })
     deferCleanup(() => b.close())
     await b.ready()
     const lock = a.newLock('u')
@@ -132,7 +133,8 @@ describe('lock retention', () => {
     proxy.cut('hold-answers')
     const hub = watchHubOf(bClient)
     const before = await calls()
-    const taking = b.newLock('u').lock(never(), () => {})
+    const taken = b.newLock('u')
+    const taking = taken.lock(never(), () => {})
     await untilTrue(
       () => hub.counters.watchesOpen === 1 && hub.counters.createsInFlight === 0,
       5_000,
@@ -140,11 +142,18 @@ describe('lock retention', () => {
     )
     proxy.restore()
     await within(taking, 5_000, "B's lock of a key A keeps")
-    const after = await calls()
+    // At once: a hold reads its queue 50 ms in (its contention watch), an unlock before does not.
+    await taken.unlock()
     expect(a.retainedLocks).toBe(0)
+    // B's enqueue, A's delete, B's delete: until etcd has counted all three.
+    let after = await calls()
+    for (let i = 0; i < 100 && after.txns - before.txns < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      after = await calls()
+    }
     expect({ reads: after.reads - before.reads, txns: after.txns - before.txns }).toEqual({
       reads: 0,
-      txns: 2, // B's enqueue, A's delete
+      txns: 3,
     })
   })
 
