@@ -168,6 +168,15 @@ export interface ServerProcess {
   readonly exited: Promise<string>
 }
 
+// Server processes started here and still running: SIGKILLed if this process exits first. One
+// exit listener for all of them (the bench starts more than Node's 10 before it warns).
+const serversRunning = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of serversRunning)
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null)
+      process.kill(child.pid, 'SIGKILL')
+})
+
 /**
  * Runs the TypeScript file `script` in its own node process (through tsx) with `env` added to
  * ours, passes its output lines to `log`, and resolves once it printed its "ready at" line.
@@ -189,10 +198,8 @@ export async function startServerProcess(
     child.once('exit', (code, signal) => resolve(signal ?? `exit code ${code}`)),
   )
   // A crash of this process must not leave servers running.
-  const killOnExit = () =>
-    child.pid !== undefined && running() && process.kill(child.pid, 'SIGKILL')
-  process.once('exit', killOnExit)
-  exited.then(() => process.removeListener('exit', killOnExit))
+  serversRunning.add(child)
+  exited.then(() => serversRunning.delete(child))
   let startup: NodeJS.Timeout | undefined
   const origin = await new Promise<string>((resolve, reject) => {
     child.once('error', reject) // could not be started at all
