@@ -19,7 +19,7 @@ import { type HttpRequest, Upload } from 'tus-js-client'
 import { startDeployment, startServerProcess } from '../examples/multi-instance.js'
 import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
-import { percentile, round } from './stats.js'
+import { percentile, round, timed } from './stats.js'
 
 const CHUNK = 1024 * 1024
 const UPLOAD_SIZE = 2 * CHUNK
@@ -245,9 +245,8 @@ function putSampler(ctx: BenchContext): PutSampler {
       let running = true
       const loop = (async () => {
         for (let i = 0; running; i++) {
-          const started = performance.now()
-          await etcd.put(`${ctx.prefix}-sampled-rtt`).value(`${i}`).exec()
-          if (record) times.push(performance.now() - started)
+          const took = await timed(() => etcd.put(`${ctx.prefix}-sampled-rtt`).value(`${i}`).exec())
+          if (record) times.push(took / 1e3)
           await new Promise((resolve) => setTimeout(resolve, SAMPLE_EVERY_MS))
         }
       })()
@@ -275,11 +274,7 @@ function putSampler(ctx: BenchContext): PutSampler {
 async function postsAlone(ctx: BenchContext, sides: [Side, Side], n: number) {
   const etcd = client(ctx)
   const times = [[], [], []] as [number[], number[], number[]]
-  const timedMs = async (op: () => Promise<unknown>) => {
-    const started = performance.now()
-    await op()
-    return performance.now() - started
-  }
+  const timedMs = async (op: () => Promise<unknown>) => (await timed(op)) / 1e3
   const post = async (s: Side) => {
     const res = await fetch(`${s.endpoint}/files`, {
       method: 'POST',
