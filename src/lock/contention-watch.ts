@@ -35,6 +35,8 @@ export class ContentionWatch {
   /** The read at the current watch's start revision found our key first, nobody after it. */
   private checked = false
   private retry: NodeJS.Timeout | undefined
+  /** Someone acts on {@link live} (a kept key): etcd is asked to confirm the watch. */
+  private liveWanted = false
   /** Watches started over so far (a compaction, a refused create): the back-off's step. */
   private attempt = 0
   /** What the hub tells, for every watch this one starts. */
@@ -76,12 +78,23 @@ export class ContentionWatch {
   }
 
   /**
-   * Whether etcd is watching for us now, synced, and the read at its start revision showed our
+   * Whether etcd is watching for us now, confirmed synced (a progress answer, or the read at its
+   * start served at the create's very revision by the watch's member), and that read showed our
    * key first with nobody after it. Only then does the absence of a `keyDeleted` mean (to within
    * an event's delivery) that our key is still there.
    */
   get live(): boolean {
     return !this.done && this.checked && this.watch?.live === true
+  }
+
+  /**
+   * From now on {@link live} matters (the key is kept): etcd is asked to confirm the watch
+   * (progress requests), where the read at its start could not (something was written since).
+   */
+  wantLive(): void {
+    if (this.liveWanted) return
+    this.liveWanted = true
+    if (this.watch !== undefined) watchHubOf(this.client).requestConfirmation(this.watch)
   }
 
   /**
@@ -127,7 +140,7 @@ export class ContentionWatch {
     this.checked = false
     const start = Buffer.from(this.wholePrefix)
     this.watch = watchHubOf(this.client).watch(
-      { key: start, rangeEnd: Range.prefix(start).end, from: 'now' },
+      { key: start, rangeEnd: Range.prefix(start).end, from: 'now', confirm: this.liveWanted },
       this.hears,
     )
   }
@@ -161,6 +174,9 @@ export class ContentionWatch {
   private read(watch: Watch, revision: bigint, attempt: number): void {
     if (this.done || this.watch !== watch) return
     const start = Buffer.from(this.wholePrefix)
+    const hub = watchHubOf(this.client)
+    // Taken before the read goes out: its answer can then show the watch was created synced.
+    const check = hub.syncCheck(watch)
     readBatchOf(this.client)
       .range({
         key: start,
@@ -185,6 +201,7 @@ export class ContentionWatch {
             this.tell('contended', next.key.toString().slice(this.wholePrefix.length))
           } else {
             this.checked = true
+            if (check !== undefined) hub.confirmedByRead(watch, check, res.header)
           }
         },
         () => this.readAt(watch, revision, attempt + 1),

@@ -94,6 +94,7 @@ export class Retention {
     }
     const kept = watch ?? new ContentionWatch(this.client, entry, revision, listener)
     kept.listener = listener
+    kept.wantLive()
     const forgetSessionLost = onAbort(entry.session.signal, () =>
       this.drop(queuePrefix, 'the session was lost'),
     )

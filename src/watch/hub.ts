@@ -26,6 +26,16 @@ const NO_WATCH = -1
  */
 export const WATCH_REQUEST_WINDOW = 512
 
+/**
+ * What a read of a watch's owner can prove about the watch (taken before the read is sent):
+ * the stream it was created on, that stream's member, and etcd's revision at the create.
+ */
+export interface SyncCheck {
+  readonly generation: number
+  readonly member: string
+  readonly revision: bigint
+}
+
 /** What a hub counts, for metrics and tests. */
 export interface WatchCounters {
   /** Watches open now (created or being created, not ended). */
@@ -40,6 +50,8 @@ export interface WatchCounters {
   readonly progressRequests: number
   /** Watches confirmed caught up by a progress answer. */
   readonly progressConfirmations: number
+  /** Watches confirmed synced by a read of their owner's (nothing written since the create). */
+  readonly readConfirmations: number
   /** Streams opened again after one broke. */
   readonly streamResumes: number
   /** Answers for a watch id the hub does not know (ignored). */
@@ -72,8 +84,9 @@ export function namespacePrefix(client: Namespace): string {
  *   logged. Nothing is thrown from the stream's handlers.
  * - A broken stream is opened again (backing off) and every watch created again from its next
  *   revision, all at once. A compacted start revision interrupts that watch alone.
- * - A watch created at or ahead of etcd's revision is live at once; one created behind waits
- *   for a progress answer (see {@link Progress}).
+ * - A watch is live only once confirmed: by a progress answer (see {@link Progress}), for the
+ *   watches that ask for it, or by a read of their owner's that shows nothing was written
+ *   between the create and the read ({@link confirmedByRead}).
  */
 export class WatchHub {
   private readonly watches = new Map<number, Watch>()
@@ -96,6 +109,7 @@ export class WatchHub {
   private refused = 0
   private requests = 0
   private confirmations = 0
+  private readConfirmations = 0
   private unknown = 0
   private resuming = false
   /** Which stream this is (counted on each open): answers about an older one are ignored. */
@@ -133,6 +147,7 @@ export class WatchHub {
       createsRefused: this.refused,
       progressRequests: this.requests,
       progressConfirmations: this.confirmations,
+      readConfirmations: this.readConfirmations,
       streamResumes: this.resumes,
       unknownIds: this.unknown,
     }
@@ -367,11 +382,57 @@ export class WatchHub {
     if (watch.phase === Phase.Cancelling) return // its cancel's answer ends it
     watch.phase = Phase.Created
     if (watch.next === 'now') watch.next = revision + 1n
+    // Never live at once, even from 'now': etcd reads the revision it answers with before it
+    // registers the watch, and a write applied in between leaves the watch behind, caught up
+    // by etcd's next pass (test/watch/hub.test.ts, "under writes").
+    if (watch.wantsConfirmation) this.progress.await(watch)
     this.tell(watch, () => watch.listener.created?.(revision, watch))
-    if (watch.phase !== Phase.Created) return
-    // At or ahead of etcd's revision: etcd keeps it synced from the start, events as they come.
-    if (watch.next > revision) this.confirm(watch, revision)
-    else this.progress.await(watch)
+  }
+
+  /**
+   * From now on the owner of `watch` needs to know when it is live: etcd is asked to confirm it
+   * (now, if etcd created it already; otherwise once etcd has, and again after a resume).
+   */
+  requestConfirmation(watch: Watch): void {
+    if (watch.wantsConfirmation) return
+    watch.wantsConfirmation = true
+    if (watch.phase === Phase.Created && !watch.isLive) this.progress.await(watch)
+  }
+
+  /**
+   * What a read sent from now on can prove of `watch` (see {@link confirmedByRead}), or
+   * `undefined` when it can prove nothing (not created on this stream, or already live).
+   */
+  syncCheck(watch: Watch): SyncCheck | undefined {
+    const member = this.streamMember
+    const revision = watch.createdAt
+    if (watch.phase !== Phase.Created || watch.isLive) return undefined
+    if (member === undefined || revision === undefined) return undefined
+    return { generation: this.generation, member, revision }
+  }
+
+  /**
+   * A read sent after `check` was taken was answered with `header`. When the stream's own
+   * member served it with the very revision etcd created the watch at, nothing was written
+   * between the create and the read: etcd registered the watch synced, and it is live (on any
+   * etcd version; progress answers confirm it otherwise). Returns whether it is live now.
+   */
+  confirmedByRead(
+    watch: Watch,
+    check: SyncCheck,
+    header: { member_id: string; revision: string },
+  ): boolean {
+    if (watch.live) return true
+    const same =
+      check.generation === this.generation &&
+      watch.phase === Phase.Created &&
+      watch.createdAt === check.revision &&
+      header.member_id === check.member &&
+      BigInt(header.revision) === check.revision
+    if (!same) return false
+    this.readConfirmations += 1
+    this.confirm(watch, check.revision)
+    return true
   }
 
   /**

@@ -19,8 +19,8 @@ export function progressAnswersAreOrdered(version: string): boolean {
 }
 
 /**
- * Confirms watches of one stream caught up. A watch created behind etcd's revision waits here;
- * while one does, a `progress_request` goes out every {@link PROGRESS_INTERVAL_MS}. etcd
+ * Confirms watches of one stream caught up. A watch whose owner needs to know waits here (any
+ * watch etcd created may be behind: see the hub); while one does, a `progress_request` goes out every {@link PROGRESS_INTERVAL_MS}. etcd
  * answers one (watch id -1, no events) only when every watch of the stream is synced, and at
  * most once per request, in order (several requests may get one answer): so the n-th answer was
  * made at or after the n-th request reached etcd, and covers every watch created before that
@@ -65,7 +65,7 @@ export class Progress {
   }
 
   /**
-   * `watch` was created behind etcd's revision: it is live once an answer confirms it. Unless
+   * `watch` was created and its owner needs it live: it is once an answer confirms it. Unless
    * this etcd's answers are known to be ordered, nothing waits: it stays not live.
    */
   await(watch: Watch): void {

@@ -14,6 +14,12 @@ export interface WatchRange {
    * 100 ms), so start from `'now'` or from just after a read wherever possible.
    */
   readonly from: bigint | 'now'
+  /**
+   * Whether its owner acts on "no event came" and so needs to know when the watch is
+   * {@link Watch.live}: only then does the hub ask etcd to confirm it (progress requests). An
+   * owner may also ask later (the hub's `requestConfirmation`).
+   */
+  readonly confirm?: boolean
 }
 
 /**
@@ -72,6 +78,8 @@ export class Watch {
   cancelSent = false
   /** Its create waits in the hub's outbox for room in the window. */
   createQueued = false
+  /** Its owner needs to know when it is live: the hub asks etcd to confirm it. */
+  wantsConfirmation: boolean
 
   constructor(
     readonly id: number,
@@ -80,6 +88,7 @@ export class Watch {
     private readonly hub: { cancel(watch: Watch): Promise<void> },
   ) {
     this.next = range.from
+    this.wantsConfirmation = range.confirm === true
   }
 
   /** Whether etcd confirmed the watch caught up and nothing interrupted it since. */

@@ -8,7 +8,6 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../../src/index.js'
-import { watchHubOf } from '../../src/watch/hub.js'
 import { runProcess } from '../harness/child.js'
 import {
   deferCleanup,
@@ -21,7 +20,6 @@ import {
   signal,
   uniquePrefix,
   untilNoKeys,
-  untilTrue,
   within,
 } from '../harness/index.js'
 
@@ -131,15 +129,17 @@ describe('lock retention', () => {
     // A hears of B only once B's watch on A's key is in place: etcd created it at B's enqueue
     // revision, so nothing can have happened in between that a read would show.
     proxy.cut('hold-answers')
-    const hub = watchHubOf(bClient)
+    const watchers = () => etcdMetric(etcd.endpoint, 'etcd_debugging_mvcc_watcher_total')
+    const watchersBefore = await watchers()
     const before = await calls()
     const taken = b.newLock('u')
     const taking = taken.lock(never(), () => {})
-    await untilTrue(
-      () => hub.counters.watchesOpen === 1 && hub.counters.createsInFlight === 0,
-      5_000,
-      "B's watch on A's key created",
-    )
+    // Until etcd has registered B's watch (B's hub may open its stream first): A's delete,
+    // once A hears of B, must come after it, as it does in a hand-over.
+    for (let i = 0; i < 250 && (await watchers()) === watchersBefore; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect(await watchers()).toBe(watchersBefore + 1)
     proxy.restore()
     await within(taking, 5_000, "B's lock of a key A keeps")
     // At once: a hold reads its queue 50 ms in (its contention watch), an unlock before does not.

@@ -4,7 +4,12 @@
  */
 import type { Etcd3, IEvent } from 'etcd3'
 import { describe, expect, it } from 'vitest'
-import { WATCH_REQUEST_WINDOW, type WatchHub, watchHubOf } from '../../src/watch/hub.js'
+import {
+  type SyncCheck,
+  WATCH_REQUEST_WINDOW,
+  type WatchHub,
+  watchHubOf,
+} from '../../src/watch/hub.js'
 import { progressAnswersAreOrdered } from '../../src/watch/progress.js'
 import type { Watch, WatchListener } from '../../src/watch/watch.js'
 import {
@@ -105,8 +110,6 @@ describe('watch hub', () => {
     expect(onTheWireAtFirstAnswer).toBe(WATCH_REQUEST_WINDOW)
     expect(watchers).toBe(n)
     expect(hub.counters.watchesOpen).toBe(n)
-    // Every watch is live: created from 'now', etcd keeps it synced from the start.
-    expect(watches.every((w) => w.live)).toBe(true)
     await Promise.all(watches.map((w) => w.cancel()))
     expect(hub.counters.watchesOpen).toBe(0)
     expect(await etcdMetric(etcd.endpoint, 'etcd_debugging_mvcc_watcher_total')).toBe(before)
@@ -183,7 +186,7 @@ describe('watch hub', () => {
     r.created.promise.then(() => {
       liveAtCreate = watch?.live
     })
-    watch = hub.watch({ key: key(`${prefix}/k`), from }, r.listener)
+    watch = hub.watch({ key: key(`${prefix}/k`), from, confirm: true }, r.listener)
     await within(r.created.promise, 5_000, 'created')
     await Promise.resolve()
     expect(liveAtCreate).toBe(false)
@@ -200,12 +203,107 @@ describe('watch hub', () => {
       expect(r.events.length).toBe(5)
       expect(hub.counters.progressConfirmations).toBeGreaterThan(0)
     }
+    // From 'now' too: created is not live (etcd may have registered it behind a write).
     const now = recorder()
-    const fromNow = hub.watch({ key: key(`${prefix}/n`), from: 'now' }, now.listener)
+    const fromNow = hub.watch({ key: key(`${prefix}/n`), from: 'now', confirm: true }, now.listener)
     await within(now.created.promise, 5_000, 'created')
-    expect(fromNow.live).toBe(true)
+    expect(fromNow.live).toBe(false)
     await Promise.all([watch.cancel(), fromNow.cancel()])
   })
+})
+
+describe('watch hub: a read confirms', () => {
+  it("a watch is live once a read sent after its create is answered by its member at the create's revision, not after a write", async () => {
+    const client = newClient([etcd.endpoint])
+    const other = newClient([etcd.endpoint])
+    const hub = watchHubOf(client)
+    const prefix = uniquePrefix('read-confirms')
+    // No confirm: no progress request, so only a read can make these live.
+    const quiet = recorder()
+    const synced = hub.watch({ key: key(`${prefix}/a`), from: 'now' }, quiet.listener)
+    await within(quiet.created.promise, 5_000, 'created')
+    const check = hub.syncCheck(synced)
+    expect(check).toBeDefined()
+    const read = await client.get(`${prefix}/a`).exec()
+    // This file's own member, and nothing written since the create.
+    expect(BigInt(read.header.revision)).toBe(check?.revision)
+    expect(hub.confirmedByRead(synced, check as SyncCheck, read.header)).toBe(true)
+    expect(synced.live).toBe(true)
+    expect(hub.counters.progressRequests).toBe(0)
+
+    const written = recorder()
+    const behindAWrite = hub.watch({ key: key(`${prefix}/b`), from: 'now' }, written.listener)
+    await within(written.created.promise, 5_000, 'created')
+    const before = hub.syncCheck(behindAWrite)
+    await other.put(`${prefix}/elsewhere`).value('x')
+    const after = await client.get(`${prefix}/b`).exec()
+    expect(hub.confirmedByRead(behindAWrite, before as SyncCheck, after.header)).toBe(false)
+    expect(behindAWrite.live).toBe(false)
+    await Promise.all([synced.cancel(), behindAWrite.cancel()])
+  })
+})
+
+describe('watch hub under writes', () => {
+  it('a watch from now is live only once confirmed: one whose create raced a write is caught up by etcd, never while live', async () => {
+    const client = newClient([etcd.endpoint])
+    const writer = newClient([etcd.endpoint])
+    const hub = watchHubOf(client)
+    const prefix = uniquePrefix('raced')
+    // Writes elsewhere, as fast as etcd takes them. etcd answers a create from 'now' with the
+    // revision it read before registering the watch: a write applied in between leaves the
+    // watch behind, caught up by etcd's next pass (up to 100 ms later), not synced.
+    let writing = true
+    const noise = Array.from({ length: 4 }, async (_, w) => {
+      for (let i = 0; writing && i < 200_000; i++)
+        await writer.put(`${prefix}/noise/${w}`).value('x')
+    })
+    const n = 2_000
+    let caughtUp = 0
+    let caughtUpWhileLive = 0
+    let heardWhileLive = 0
+    const heardBoth: Promise<void>[] = []
+    for (let i = 0; i < n; i++) {
+      const k = `${prefix}/k/${i}`
+      const heard = signal()
+      let events = 0
+      const watch = hub.watch(
+        { key: key(k), from: 'now', confirm: true },
+        {
+          // Two writes of its key at once: a synced watch hears them in two responses, one
+          // event each; a watch etcd catches up hears both in one.
+          created: () => {
+            void writer.put(k).value('1').exec()
+            void writer.put(k).value('2').exec()
+          },
+          events: (evs, w) => {
+            if (w.live) heardWhileLive += 1
+            if (evs.length > 1) {
+              caughtUp += 1
+              if (w.live) caughtUpWhileLive += 1
+            }
+            events += evs.length
+            if (events >= 2) heard.fire()
+          },
+          interrupted: () => {},
+        },
+      )
+      heardBoth.push(heard.promise.then(() => watch.cancel()))
+      if (i % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    try {
+      await within(Promise.all(heardBoth), 40_000, 'every watch heard its two writes')
+    } finally {
+      writing = false
+      await Promise.all(noise)
+    }
+    console.log(
+      `[figure] ${n} watches from now under writes: ${caughtUp} caught up by etcd, ${caughtUpWhileLive} of them while live; ${heardWhileLive} responses reached a live watch`,
+    )
+    expect(caughtUpWhileLive).toBe(0)
+    // Where etcd's progress answers can be trusted, watches do become live meanwhile.
+    const version = (await writer.maintenance.status()).version
+    if (progressAnswersAreOrdered(version)) expect(heardWhileLive).toBeGreaterThan(0)
+  }, 60_000)
 })
 
 describe('watch hub across a cut stream', () => {
