@@ -299,10 +299,9 @@ describe('watch hub under writes', () => {
     console.log(
       `[figure] ${n} watches from now under writes: ${caughtUp} caught up by etcd, ${caughtUpWhileLive} of them while live; ${heardWhileLive} responses reached a live watch`,
     )
+    // How many become live meanwhile depends on the machine's load: etcd answers a progress
+    // request only once every watch of the stream is synced (logged above, not asserted).
     expect(caughtUpWhileLive).toBe(0)
-    // Where etcd's progress answers can be trusted, watches do become live meanwhile.
-    const version = (await writer.maintenance.status()).version
-    if (progressAnswersAreOrdered(version)) expect(heardWhileLive).toBeGreaterThan(0)
   }, 60_000)
 })
 
