@@ -185,7 +185,12 @@ export function registerLockerMetrics(
   watchCounter(
     'progressConfirmations',
     'watch_progress_confirmations_total',
-    'Watches created behind etcd confirmed caught up by a progress answer.',
+    'Watches confirmed caught up by a progress answer.',
+  )
+  watchCounter(
+    'readConfirmations',
+    'watch_read_confirmations_total',
+    'Watches confirmed synced by a read made right after their create (nothing written between).',
   )
   watchCounter('progressRequests', 'watch_progress_requests_total', 'Progress requests sent.')
   watchCounter(

@@ -377,6 +377,7 @@ export class WatchHub {
     }
     const revision = BigInt(res.header.revision)
     watch.createdAt = revision
+    watch.createdAhead = watch.next === 'now' || watch.next > revision
     this.oldestUnanswered(watch)
     this.answered(watch)
     if (watch.phase === Phase.Cancelling) return // its cancel's answer ends it
@@ -407,6 +408,8 @@ export class WatchHub {
     const member = this.streamMember
     const revision = watch.createdAt
     if (watch.phase !== Phase.Created || watch.isLive) return undefined
+    // From a revision etcd has passed (a resume): registered behind whatever a read shows.
+    if (!watch.createdAhead) return undefined
     if (member === undefined || revision === undefined) return undefined
     return { generation: this.generation, member, revision }
   }
@@ -414,8 +417,10 @@ export class WatchHub {
   /**
    * A read sent after `check` was taken was answered with `header`. When the stream's own
    * member served it with the very revision etcd created the watch at, nothing was written
-   * between the create and the read: etcd registered the watch synced, and it is live (on any
-   * etcd version; progress answers confirm it otherwise). Returns whether it is live now.
+   * between the create and the read: etcd registered the watch (asked from `now` or ahead)
+   * synced, and it is live, on any etcd version. A read served by another member, or after a
+   * write, proves nothing: progress answers confirm the watch then (etcd 3.4.25 / 3.5.8 on).
+   * Returns whether it is live now.
    */
   confirmedByRead(
     watch: Watch,

@@ -27,8 +27,9 @@ export function progressAnswersAreOrdered(version: string): boolean {
  * request was sent: every event of such a watch up to the answer's revision was delivered
  * before it, and the watch is live.
  *
- * Watches wait in create order, which is also the order of both tests: one answer confirms a
- * prefix, and nothing here scans the watches that are not confirmed.
+ * Watches wait in the order their owners asked (mostly create order): an answer confirms from
+ * the oldest on and stops at the first whose create came after the request it answers (one
+ * that asked late may wait behind it for a later answer); nothing here scans the rest.
  */
 export class Progress {
   private sent = 0
@@ -118,7 +119,7 @@ export class Progress {
 
   /**
    * Whether the stream's etcd answers progress requests in order (its version, asked when the
-   * stream opened; `undefined`: not known yet). Watches created behind before it is known wait:
+   * stream opened; `undefined`: not known yet). Watches that asked before it is known wait:
    * once it is known to be ordered they are confirmed like any other (a resume re-creates every
    * watch before the version's answer comes); otherwise none ever is, and none is kept.
    */

@@ -78,6 +78,11 @@ export class Watch {
   cancelSent = false
   /** Its create waits in the hub's outbox for room in the window. */
   createQueued = false
+  /**
+   * Its create on the current stream asked for a revision after the one etcd answered with
+   * (`now`, or ahead): then, with nothing written in between, etcd registered it synced.
+   */
+  createdAhead = false
   /** Its owner needs to know when it is live: the hub asks etcd to confirm it. */
   wantsConfirmation: boolean
 

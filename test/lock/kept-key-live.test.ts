@@ -1,8 +1,9 @@
 /**
- * A kept key is handed out with no etcd call only while its watch is live: etcd keeps it synced
- * and the read at its start showed the key ours. A kept key's watch starts synced (from etcd's
- * revision, with one read at it); after a broken stream the hub resumes it from its next
- * revision, behind etcd's, and then a take reads first until a progress answer confirms it.
+ * A kept key is handed out with no etcd call only while its watch is live: confirmed synced, and
+ * the read at its start showed the key ours. A kept key's watch starts from etcd's revision, with
+ * one read at it (which confirms it when nothing was written in between); after a broken stream
+ * the hub resumes it from its next revision, behind etcd's, and then a take reads first until a
+ * progress answer confirms it.
  * Counted in etcd's own /metrics, on a member of this file's own.
  */
 import { describe, expect, it } from 'vitest'
