@@ -3,17 +3,11 @@ import { LockLostError } from '../errors.js'
 import { lockCallOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
 import { readBatchOf } from '../session/read-batch.js'
 import type { Session } from '../session/session.js'
-import { abortable, LinkedAbort } from '../util/abort.js'
+import { abortable } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
-import { deletedOrInterrupted, firstDeleted } from './watch.js'
+import { type Predecessor, TurnWait } from './turn-wait.js'
 
-/** The entry that must be deleted before ours may hold, as seen at `revision`. */
-export interface Predecessor {
-  key: string
-  revision: bigint
-  /** No other entry is older: once this one is deleted, ours holds the lock. */
-  last: boolean
-}
+export type { Predecessor }
 
 /**
  * This session's entry in the etcd queue of one upload: the key `P/<id>/<leaseHex>`, exactly as
@@ -147,93 +141,17 @@ export class QueueEntry {
   }
 
   /**
-   * Waits for `predecessor`'s delete. Resolves `'first'` when that makes our entry the first one
-   * and our own key was still there then, or `'look-again'` when the caller must read the queue
-   * (an older entry remains, or the watch was interrupted). Rejects with `signal.reason` when the
-   * signal aborts.
+   * Waits for `predecessor`'s delete (see {@link TurnWait}). Resolves `'first'` when that makes
+   * our entry the first one and our own key was still there then, or `'look-again'` when the
+   * caller must read the queue (an older entry remains, or the watch was interrupted). Rejects
+   * with `signal.reason` when the signal aborts.
    * @throws LockLostError when our own key is deleted first (by hand, or its lease revoked):
    *   holding on the predecessor's delete alone would make two holders.
    */
-  async waitForTurn(
-    predecessor: Predecessor,
-    signal: AbortSignal,
-  ): Promise<'first' | 'look-again'> {
-    // The watch starts at etcd's revision when etcd creates it: one from our enqueue's revision
-    // would be behind by then, and etcd catches such a watch up in passes, decoding every
-    // revision since (with thousands of waiters, its whole CPU). One read of the queue once etcd
-    // created the watch tells what happened before: the predecessor gone already (go on at
-    // once), or our own key gone (LockLostError). Unless etcd created it at the revision the
-    // queue was seen at: then nothing happened before it, and no read is needed.
-    const stopWatching = new LinkedAbort()
-    stopWatching.link(signal)
-    let looked!: (outcome: 'first' | 'look-again' | 'waiting') => void
-    let lost!: (error: unknown) => void
-    const lookedAt = new Promise<'first' | 'look-again' | 'waiting'>((resolve, reject) => {
-      looked = resolve
-      lost = reject
+  waitForTurn(predecessor: Predecessor, signal: AbortSignal): Promise<'first' | 'look-again'> {
+    return new Promise((resolve, reject) => {
+      new TurnWait(this.client, this, predecessor, signal, resolve, reject).start()
     })
-    let lookedOnce = false
-    const look = (createdAt: bigint) => {
-      if (lookedOnce) return // created again after a broken stream: resumed, nothing missed
-      lookedOnce = true
-      // Created at the very revision the queue was seen at: the watch has every revision after
-      // it, so a read would show what we saw (bench: hand-over from a kept key).
-      if (createdAt === predecessor.revision) {
-        looked('waiting')
-        return
-      }
-      this.predecessor().then(
-        (now) => {
-          if (now === undefined) looked('first')
-          else looked(now.key === predecessor.key ? 'waiting' : 'look-again')
-        },
-        (error: unknown) => {
-          if (error instanceof LockLostError) lost(error)
-          else looked('look-again') // etcd not answering: the caller reads again
-        },
-      )
-    }
-    const watched: Promise<'first' | 'look-again'> = predecessor.last
-      ? // The hand-over with no read after it: the queue's deletes, in revision order, prove
-        // that our key outlived the predecessor's. Only the second in line watches the whole
-        // queue, and only for deletes, so a long queue costs no more events than a short one.
-        firstDeleted(
-          this.client,
-          { prefix: this.queuePrefix },
-          [this.key, predecessor.key],
-          'now',
-          stopWatching.signal,
-          look,
-          predecessor.revision,
-        ).then((deleted) => {
-          if (deleted === this.key) throw new LockLostError(this.key)
-          return deleted === predecessor.key ? 'first' : 'look-again'
-        })
-      : deletedOrInterrupted(
-          this.client,
-          predecessor.key,
-          'now',
-          stopWatching.signal,
-          look,
-          predecessor.revision,
-        ).then(() => 'look-again' as const)
-    // The watch's 'first' holds only once the look (a read, or the watch created where the queue
-    // was seen) showed our key there when the watch began: a delete of it before then is in no
-    // event.
-    const verdict = watched.then(async (outcome) => {
-      if (outcome !== 'first') return outcome
-      return (await lookedAt) === 'look-again' ? 'look-again' : 'first'
-    })
-    const early = lookedAt.then((outcome) =>
-      outcome === 'waiting' ? new Promise<never>(() => {}) : outcome,
-    )
-    try {
-      return await Promise.race([verdict, early])
-    } finally {
-      stopWatching.abort('waited')
-      verdict.catch(() => undefined)
-      early.catch(() => undefined)
-    }
   }
 
   /**

@@ -14,10 +14,6 @@ export type Watched = { key: string } | { prefix: string }
  * `signal.reason` when the signal aborts first. `onWatching` is called when etcd has created the
  * watch (again after a broken stream), with etcd's revision then: when it is `fromRevision` or
  * later, etcd serves the watch from its catch-up loop (up to 100 ms later), not as events happen.
- *
- * Deletes at or before `seenAt` are ignored: the caller saw every one of `keys` there then, so
- * such a delete is of an older key of the same name. A watch from `'now'` on a member that has
- * not applied `seenAt` yet (the read was served by another) starts before it.
  */
 export function firstDeleted(
   client: Namespace,
@@ -26,7 +22,6 @@ export function firstDeleted(
   fromRevision: bigint | 'now',
   signal: AbortSignal,
   onWatching?: (revision: bigint) => void,
-  seenAt?: bigint,
 ): Promise<string | 'interrupted'> {
   if (signal.aborted) return Promise.reject(signal.reason)
   const ns = namespacePrefix(client)
@@ -56,10 +51,7 @@ export function firstDeleted(
         // A whole response at once: the deletes of one revision (one txn) arrive together.
         events: (events) => {
           const deleted = new Set<string>()
-          for (const event of events) {
-            if (seenAt === undefined || BigInt(event.kv.mod_revision) > seenAt)
-              deleted.add(event.kv.key.toString())
-          }
+          for (const event of events) deleted.add(event.kv.key.toString())
           const first = whole.findIndex((key) => deleted.has(key))
           const key = keys[first]
           if (key !== undefined) finish(() => resolve(key))
@@ -80,17 +72,8 @@ export async function deletedOrInterrupted(
   fromRevision: bigint | 'now',
   signal: AbortSignal,
   onWatching?: (revision: bigint) => void,
-  seenAt?: bigint,
 ): Promise<'deleted' | 'interrupted'> {
-  const outcome = await firstDeleted(
-    client,
-    { key },
-    [key],
-    fromRevision,
-    signal,
-    onWatching,
-    seenAt,
-  )
+  const outcome = await firstDeleted(client, { key }, [key], fromRevision, signal, onWatching)
   return outcome === 'interrupted' ? outcome : 'deleted'
 }
 

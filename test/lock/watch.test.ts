@@ -4,9 +4,11 @@
  * already dropped it, and cancelling it again made the client throw inside its stream handler,
  * an uncaught exception that ends the process. And a watch that starts before the revision the
  * waiter saw its queue at (a member behind the one that answered the read): a delete of an older
- * key of the predecessor's name must not count as the predecessor's.
+ * key of the predecessor's name must not count as the predecessor's (TurnWait).
  */
 import { describe, expect, it } from 'vitest'
+import { LockLostError } from '../../src/errors.js'
+import { TurnWait, type Waiting } from '../../src/lock/turn-wait.js'
 import { firstDeleted } from '../../src/lock/watch.js'
 import { deferCleanup, newClient, uniquePrefix, within } from '../harness/index.js'
 
@@ -40,26 +42,41 @@ describe('a watch cancelled by etcd', () => {
 })
 
 describe('a delete watch that starts before the queue was seen', () => {
-  it('a delete of an older key of the same name does not count', async () => {
+  it("a delete of an older key of the predecessor's name does not count: our own delete after it does", async () => {
     const client = newClient()
-    const prefix = uniquePrefix('stale-delete')
-    const predecessor = `${prefix}/p`
-    const other = `${prefix}/o`
-    const start = await client.put(other).value('x').exec()
+    const queue = `${uniquePrefix('stale-delete')}/`
+    const predecessor = `${queue}p`
+    const ours = `${queue}o`
+    const start = await client.put(ours).value('x').exec()
     await client.put(predecessor).value('older').exec()
     await client.delete().key(predecessor).exec()
     // The predecessor's key again (same session, next request): the waiter saw the queue here.
     const seen = await client.put(predecessor).value('newer').exec()
-    const deleted = firstDeleted(
-      client,
-      { prefix: `${prefix}/` },
-      [predecessor, other],
-      BigInt(start.header.revision),
-      new AbortController().signal,
-      undefined,
-      BigInt(seen.header.revision),
-    )
-    await client.delete().key(other).exec()
-    expect(await within(deleted, 5_000, 'the first delete after the queue was seen')).toBe(other)
+    const entry: Waiting = {
+      key: ours,
+      queuePrefix: queue,
+      predecessor: async () => ({
+        key: predecessor,
+        revision: BigInt(seen.header.revision),
+        last: true,
+      }),
+    }
+    const waited = new Promise<'first' | 'look-again'>((resolve, reject) => {
+      new TurnWait(
+        client,
+        entry,
+        { key: predecessor, revision: BigInt(seen.header.revision), last: true },
+        new AbortController().signal,
+        resolve,
+        reject,
+        // From before the older key's delete, as a watch from 'now' on a member behind.
+        BigInt(start.header.revision),
+      ).start()
+    })
+    await client.delete().key(ours).exec()
+    // Taken as the predecessor's delete, it would resolve 'first': two holders.
+    await expect(
+      within(waited, 5_000, 'the first delete after the queue was seen'),
+    ).rejects.toBeInstanceOf(LockLostError)
   })
 })

@@ -1,0 +1,172 @@
+import { type IEvent, type Namespace, Range } from 'etcd3'
+import { LockLostError } from '../errors.js'
+import { onAbort } from '../util/abort.js'
+import { log } from '../util/log.js'
+import { namespacePrefix, watchHubOf } from '../watch/hub.js'
+import type { Watch, WatchListener } from '../watch/watch.js'
+
+/** The entry that must be deleted before ours may hold, as seen at `revision`. */
+export interface Predecessor {
+  key: string
+  revision: bigint
+  /** No other entry is older: once this one is deleted, ours holds the lock. */
+  last: boolean
+}
+
+/** What a wait needs of its queue entry. */
+export interface Waiting {
+  readonly key: string
+  readonly queuePrefix: string
+  /** The newest entry before ours now (a read), `undefined` when ours is first. */
+  predecessor(): Promise<Predecessor | undefined>
+}
+
+/** What the look (a read once etcd created the watch, or none needed) found. */
+type Look = 'pending' | 'waiting' | 'first' | 'look-again'
+
+const noop = () => {}
+
+/**
+ * One wait of a queue entry for its predecessor's delete (protocol step 3), as one object that
+ * is also its watch's listener: a process may have thousands of waiters, and a wait written as
+ * an async function with an abort controller and promises for each step cost several KB each.
+ *
+ * The watch (DELETE events only) starts at etcd's revision when etcd creates it. One read of the
+ * queue once etcd created it (the look) tells what happened before: the predecessor gone already
+ * (`'first'` at once), or our own key gone ({@link LockLostError}). Unless etcd created it at the
+ * revision the queue was seen at: then nothing happened before it, and no read is needed.
+ *
+ * The second in line (`last`) watches the whole queue: the deletes, in revision order, prove that
+ * our key outlived the predecessor's, so the hand-over needs no read after it. Deletes at or
+ * before the predecessor's `revision` are ignored: such a delete is of an older key of the same
+ * name (a watch from `'now'` on a member that has not applied that revision starts before it).
+ * Anyone else watches the predecessor's key alone and reads again once it goes.
+ */
+export class TurnWait implements WatchListener {
+  private watch: Watch | undefined
+  private look: Look = 'pending'
+  private looked = false
+  /** The watch saw the predecessor go first: `'first'`, once the look agrees. */
+  private deleted = false
+  private done = false
+  private forgetAbort: () => void = noop
+  private readonly wholeKey: string
+  private readonly wholePredecessor: string
+
+  constructor(
+    private readonly client: Namespace,
+    private readonly entry: Waiting,
+    private readonly predecessor: Predecessor,
+    private readonly signal: AbortSignal,
+    private readonly resolve: (outcome: 'first' | 'look-again') => void,
+    private readonly reject: (error: unknown) => void,
+    /**
+     * Where the watch starts: `'now'` in the package. A revision before the predecessor's stands
+     * for a member behind the one that answered the read (tests).
+     */
+    private readonly from: bigint | 'now' = 'now',
+  ) {
+    const ns = namespacePrefix(client)
+    this.wholeKey = ns + entry.key
+    this.wholePredecessor = ns + predecessor.key
+  }
+
+  /** Starts watching; settles through `resolve` or `reject` exactly once. */
+  start(): void {
+    if (this.signal.aborted) {
+      this.reject(this.signal.reason)
+      return
+    }
+    this.forgetAbort = onAbort(this.signal, () => this.fail(this.signal.reason))
+    const ns = namespacePrefix(this.client)
+    const start = Buffer.from(
+      this.predecessor.last ? ns + this.entry.queuePrefix : this.wholePredecessor,
+    )
+    this.watch = watchHubOf(this.client).watch(
+      {
+        key: start,
+        rangeEnd: this.predecessor.last ? Range.prefix(start).end : undefined,
+        only: 'delete',
+        from: this.from,
+      },
+      this,
+    )
+  }
+
+  /** {@link WatchListener.created}: etcd created the watch (again, after a broken stream). */
+  created(revision: bigint): void {
+    if (this.done || this.looked) return // created again: resumed from its next revision
+    this.looked = true
+    // Created at the very revision the queue was seen at: the watch has every revision after
+    // it, so a read would show what we saw.
+    if (revision === this.predecessor.revision) {
+      this.lookFound('waiting')
+      return
+    }
+    this.entry.predecessor().then(
+      (now) => {
+        if (now === undefined) this.lookFound('first')
+        else this.lookFound(now.key === this.predecessor.key ? 'waiting' : 'look-again')
+      },
+      (error: unknown) => {
+        if (error instanceof LockLostError) this.fail(error)
+        else this.lookFound('look-again') // etcd not answering: the caller reads again
+      },
+    )
+  }
+
+  /** {@link WatchListener.events}: one response, the deletes of one revision (one txn) together. */
+  events(events: IEvent[]): void {
+    if (this.done) return
+    let ours = false
+    let theirs = false
+    for (const event of events) {
+      if (BigInt(event.kv.mod_revision) <= this.predecessor.revision) continue
+      const key = event.kv.key.toString()
+      if (key === this.wholeKey) ours = true
+      else if (key === this.wholePredecessor) theirs = true
+    }
+    if (!this.predecessor.last) {
+      if (theirs) this.succeed('look-again')
+    } else if (ours) {
+      // Ours went first (or with it): holding on the predecessor's delete would make two holders.
+      this.fail(new LockLostError(this.entry.key))
+    } else if (theirs) {
+      // 'first' holds only once the look showed our key there when the watch began: a delete of
+      // it before then is in no event.
+      this.deleted = true
+      if (this.look !== 'pending') this.succeed(this.look === 'look-again' ? 'look-again' : 'first')
+    }
+  }
+
+  /** {@link WatchListener.interrupted}: the watch ended without a delete; the caller reads. */
+  interrupted(why: string): void {
+    if (this.done) return
+    log.lock('watch for the turn of %s ended (%s); reading again', this.entry.key, why)
+    this.succeed('look-again')
+  }
+
+  private lookFound(look: Look): void {
+    if (this.done) return
+    this.look = look
+    if (look === 'first' || look === 'look-again') this.succeed(look)
+    else if (this.deleted) this.succeed('first')
+  }
+
+  private succeed(outcome: 'first' | 'look-again'): void {
+    if (this.end()) this.resolve(outcome)
+  }
+
+  private fail(error: unknown): void {
+    if (this.end()) this.reject(error)
+  }
+
+  /** Ends the wait (its watch cancelled); `false` when it had ended already. */
+  private end(): boolean {
+    if (this.done) return false
+    this.done = true
+    this.forgetAbort()
+    void this.watch?.cancel()
+    return true
+  }
+}
