@@ -40,7 +40,9 @@ const noop = () => {}
  * our key outlived the predecessor's, so the hand-over needs no read after it. Deletes at or
  * before the predecessor's `revision` are ignored: such a delete is of an older key of the same
  * name (a watch from `'now'` on a member that has not applied that revision starts before it).
- * Anyone else watches the predecessor's key alone and reads again once it goes.
+ * Anyone else watches the predecessor's key alone and reads again once it goes. A wait that saw
+ * the predecessor go before its look answered keeps watching and listening until it does: our
+ * key's delete meanwhile rejects ({@link LockLostError}), and so does an abort.
  */
 export class TurnWait implements WatchListener {
   private watch: Watch | undefined
@@ -142,7 +144,8 @@ export class TurnWait implements WatchListener {
   /** {@link WatchListener.interrupted}: the watch ended without a delete; the caller reads. */
   interrupted(why: string): void {
     if (this.done) return
-    log.lock('watch for the turn of %s ended (%s); reading again', this.entry.key, why)
+    const watched = this.predecessor.last ? `${this.entry.queuePrefix}*` : this.predecessor.key
+    log.lock('watch on %s ended (%s); reading again', watched, why)
     this.succeed('look-again')
   }
 

@@ -6,11 +6,12 @@
  * waiter saw its queue at (a member behind the one that answered the read): a delete of an older
  * key of the predecessor's name must not count as the predecessor's (TurnWait).
  */
+import type { IEvent } from 'etcd3'
 import { describe, expect, it } from 'vitest'
 import { LockLostError } from '../../src/errors.js'
 import { TurnWait, type Waiting } from '../../src/lock/turn-wait.js'
 import { firstDeleted } from '../../src/lock/watch.js'
-import { deferCleanup, newClient, uniquePrefix, within } from '../harness/index.js'
+import { deferCleanup, newClient, uniquePrefix, untilTrue, within } from '../harness/index.js'
 
 describe('a watch cancelled by etcd', () => {
   it('firstDeleted from a compacted revision resolves "interrupted", and nothing throws', async () => {
@@ -51,21 +52,25 @@ describe('a delete watch that starts before the queue was seen', () => {
     await client.put(predecessor).value('older').exec()
     await client.delete().key(predecessor).exec()
     // The predecessor's key again (same session, next request): the waiter saw the queue here.
-    const seen = await client.put(predecessor).value('newer').exec()
+    const seen = BigInt((await client.put(predecessor).value('newer').exec()).header.revision)
     const entry: Waiting = {
       key: ours,
       queuePrefix: queue,
-      predecessor: async () => ({
-        key: predecessor,
-        revision: BigInt(seen.header.revision),
-        last: true,
-      }),
+      predecessor: async () => ({ key: predecessor, revision: seen, last: true }),
+    }
+    // What etcd delivered to the wait, as the hub hands it over.
+    const delivered: string[] = []
+    class Recorded extends TurnWait {
+      override events(events: IEvent[]): void {
+        for (const event of events) delivered.push(`${event.kv.key}@${event.kv.mod_revision}`)
+        super.events(events)
+      }
     }
     const waited = new Promise<'first' | 'look-again'>((resolve, reject) => {
-      new TurnWait(
+      new Recorded(
         client,
         entry,
-        { key: predecessor, revision: BigInt(seen.header.revision), last: true },
+        { key: predecessor, revision: seen, last: true },
         new AbortController().signal,
         resolve,
         reject,
@@ -73,10 +78,22 @@ describe('a delete watch that starts before the queue was seen', () => {
         BigInt(start.header.revision),
       ).start()
     })
+    let outcome: unknown
+    waited.then(
+      (value) => {
+        outcome = value
+      },
+      (error: unknown) => {
+        outcome = error
+      },
+    )
+    // The older key's delete reaches the wait first, alone (etcd catches the watch up).
+    await untilTrue(() => delivered.length > 0, 5_000, "the older key's delete delivered")
+    expect(delivered).toEqual([`${predecessor}@${seen - 1n}`])
+    // Taken as the predecessor's delete, it would have made the wait resolve 'first'.
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(outcome).toBeUndefined()
     await client.delete().key(ours).exec()
-    // Taken as the predecessor's delete, it would resolve 'first': two holders.
-    await expect(
-      within(waited, 5_000, 'the first delete after the queue was seen'),
-    ).rejects.toBeInstanceOf(LockLostError)
+    await expect(within(waited, 5_000, 'our own delete')).rejects.toBeInstanceOf(LockLostError)
   })
 })
