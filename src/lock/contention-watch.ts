@@ -52,11 +52,10 @@ export class ContentionWatch {
    * Watches `entry`'s queue for it, `revision` being the entry's create revision. The watch
    * starts from etcd's revision when it creates it (so etcd need not catch it up, but for a
    * write applied while it registers the watch), and one read of the queue at that very
-   * revision tells what
-   * happened between our key's create and then: a watch from our old revision would make etcd
-   * decode every revision since, of every key, to catch it up (with thousands of such watches,
-   * its whole CPU, and its writes wait for it), while one read of the upload's queue, served by
-   * the member at a known revision, costs it almost nothing.
+   * revision tells what happened between our key's create and then: a watch from our old
+   * revision would make etcd decode every revision since, of every key, to catch it up (with
+   * thousands of such watches, its whole CPU, and its writes wait for it), while one read of the
+   * upload's queue, served by the member at a known revision, costs it almost nothing.
    */
   constructor(
     private readonly client: Namespace,

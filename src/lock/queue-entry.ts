@@ -7,8 +7,6 @@ import { abortable } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { type Predecessor, TurnWait } from './turn-wait.js'
 
-export type { Predecessor }
-
 /**
  * This session's entry in the etcd queue of one upload: the key `P/<id>/<leaseHex>`, exactly as
  * etcd's `concurrency.Mutex` writes it, so `etcdctl lock` and Go clients queue with us. The entry

@@ -20,12 +20,12 @@ export function progressAnswersAreOrdered(version: string): boolean {
 
 /**
  * Confirms watches of one stream caught up. A watch whose owner needs to know waits here (any
- * watch etcd created may be behind: see the hub); while one does, a `progress_request` goes out every {@link PROGRESS_INTERVAL_MS}. etcd
- * answers one (watch id -1, no events) only when every watch of the stream is synced, and at
- * most once per request, in order (several requests may get one answer): so the n-th answer was
- * made at or after the n-th request reached etcd, and covers every watch created before that
- * request was sent: every event of such a watch up to the answer's revision was delivered
- * before it, and the watch is live.
+ * watch etcd created may be behind: see the hub); while one does, a `progress_request` goes
+ * out every {@link PROGRESS_INTERVAL_MS}. etcd answers one (watch id -1, no events) only when
+ * every watch of the stream is synced, and at most once per request, in order (several requests
+ * may get one answer): so the n-th answer was made at or after the n-th request reached etcd,
+ * and covers every watch created before that request was sent: every event of such a watch up
+ * to the answer's revision was delivered before it, and the watch is live.
  *
  * Watches wait in the order their owners asked (mostly create order): an answer confirms from
  * the oldest on and stops at the first whose create came after the request it answers (one

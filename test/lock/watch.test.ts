@@ -1,5 +1,5 @@
 /**
- * The waiters' delete watch (firstDeleted). A watch that etcd cancels (its start revision
+ * Delete watches (deletedOrInterrupted, and a waiter's TurnWait). A watch that etcd cancels (its start revision
  * compacted) on a watch stream that stays open (other watchers on it): the etcd3 client had
  * already dropped it, and cancelling it again made the client throw inside its stream handler,
  * an uncaught exception that ends the process. And a watch that starts before the revision the
@@ -10,11 +10,11 @@ import type { IEvent } from 'etcd3'
 import { describe, expect, it } from 'vitest'
 import { LockLostError } from '../../src/errors.js'
 import { TurnWait, type Waiting } from '../../src/lock/turn-wait.js'
-import { firstDeleted } from '../../src/lock/watch.js'
+import { deletedOrInterrupted } from '../../src/lock/watch.js'
 import { deferCleanup, newClient, uniquePrefix, untilTrue, within } from '../harness/index.js'
 
 describe('a watch cancelled by etcd', () => {
-  it('firstDeleted from a compacted revision resolves "interrupted", and nothing throws', async () => {
+  it('a delete watch from a compacted revision resolves "interrupted", and nothing throws', async () => {
     const client = newClient()
     const prefix = uniquePrefix('compacted-watch')
     // Another watcher keeps the client's watch stream open, as a locker's always do.
@@ -24,10 +24,9 @@ describe('a watch cancelled by etcd', () => {
     const last = await client.put(`${prefix}/a`).value('2').exec()
     await client.kv.compact({ revision: last.header.revision })
     const outcome = await within(
-      firstDeleted(
+      deletedOrInterrupted(
         client,
-        { prefix: `${prefix}/` },
-        [`${prefix}/a`],
+        `${prefix}/a`,
         BigInt(first.header.revision),
         new AbortController().signal,
       ),
