@@ -11,7 +11,7 @@ import {
   watchHubOf,
 } from '../../src/watch/hub.js'
 import { progressAnswersAreOrdered } from '../../src/watch/progress.js'
-import type { Watch, WatchListener } from '../../src/watch/watch.js'
+import type { Watch, WatchListener, WatchRange } from '../../src/watch/watch.js'
 import {
   deferCleanup,
   etcdctl,
@@ -47,6 +47,14 @@ function recorder() {
     live: () => live.fire(),
   }
   return { events, interrupted, created, live, ended, listener }
+}
+
+/** A watch of `hub` on `range`, heard by a {@link recorder}, once etcd has created it. */
+async function createdWatch(hub: WatchHub, range: WatchRange) {
+  const heard = recorder()
+  const watch = hub.watch(range, heard.listener)
+  await within(heard.created.promise, 5_000, 'created')
+  return { watch, heard }
 }
 
 async function revisionOf(client: Etcd3): Promise<bigint> {
@@ -152,17 +160,16 @@ describe('watch hub', () => {
     const client = newClient([etcd.endpoint])
     const hub = watchHubOf(client)
     const prefix = uniquePrefix('unknown')
-    const r = recorder()
-    const watch = hub.watch({ key: key(`${prefix}/a`), from: 'now' }, r.listener)
-    await within(r.created.promise, 5_000, 'created')
+    const { watch, heard: r } = await createdWatch(hub, { key: key(`${prefix}/a`), from: 'now' })
     // A second path onto the same stream: a create the hub did not make, then its events.
     const stream = (hub as unknown as { stream: { write(req: unknown): boolean } }).stream
     const unknownBefore = hub.counters.unknownIds
     stream.write({ create_request: { key: key(`${prefix}/b`), watch_id: 999_999 } })
     // And a cancel raced with events: the watch is cancelled while its key is written.
-    const raced = recorder()
-    const racedWatch = hub.watch({ key: key(`${prefix}/c`), from: 'now' }, raced.listener)
-    await within(raced.created.promise, 5_000, 'created')
+    const { watch: racedWatch, heard: raced } = await createdWatch(hub, {
+      key: key(`${prefix}/c`),
+      from: 'now',
+    })
     const writes = Array.from({ length: 50 }, (_, i) => client.put(`${prefix}/c`).value(`${i}`))
     await racedWatch.cancel()
     await Promise.all(writes)
@@ -204,9 +211,11 @@ describe('watch hub', () => {
       expect(hub.counters.progressConfirmations).toBeGreaterThan(0)
     }
     // From 'now' too: created is not live (etcd may have registered it behind a write).
-    const now = recorder()
-    const fromNow = hub.watch({ key: key(`${prefix}/n`), from: 'now', confirm: true }, now.listener)
-    await within(now.created.promise, 5_000, 'created')
+    const { watch: fromNow } = await createdWatch(hub, {
+      key: key(`${prefix}/n`),
+      from: 'now',
+      confirm: true,
+    })
     expect(fromNow.live).toBe(false)
     await Promise.all([watch.cancel(), fromNow.cancel()])
   })
@@ -219,9 +228,10 @@ describe('watch hub: a read confirms', () => {
     const hub = watchHubOf(client)
     const prefix = uniquePrefix('read-confirms')
     // No confirm: no progress request, so only a read can make these live.
-    const quiet = recorder()
-    const synced = hub.watch({ key: key(`${prefix}/a`), from: 'now' }, quiet.listener)
-    await within(quiet.created.promise, 5_000, 'created')
+    const { watch: synced } = await createdWatch(hub, {
+      key: key(`${prefix}/a`),
+      from: 'now',
+    })
     const check = hub.syncCheck(synced)
     expect(check).toBeDefined()
     const read = await client.get(`${prefix}/a`).exec()
@@ -231,9 +241,10 @@ describe('watch hub: a read confirms', () => {
     expect(synced.live).toBe(true)
     expect(hub.counters.progressRequests).toBe(0)
 
-    const written = recorder()
-    const behindAWrite = hub.watch({ key: key(`${prefix}/b`), from: 'now' }, written.listener)
-    await within(written.created.promise, 5_000, 'created')
+    const { watch: behindAWrite } = await createdWatch(hub, {
+      key: key(`${prefix}/b`),
+      from: 'now',
+    })
     const before = hub.syncCheck(behindAWrite)
     await other.put(`${prefix}/elsewhere`).value('x')
     const after = await client.get(`${prefix}/b`).exec()
@@ -242,12 +253,10 @@ describe('watch hub: a read confirms', () => {
 
     // From a revision etcd has passed (as a watch resumed after a broken stream is): etcd
     // registers it behind, to be caught up, whatever a read after it shows.
-    const past = recorder()
-    const fromThePast = hub.watch(
-      { key: key(`${prefix}/c`), from: BigInt(after.header.revision) },
-      past.listener,
-    )
-    await within(past.created.promise, 5_000, 'created')
+    const { watch: fromThePast } = await createdWatch(hub, {
+      key: key(`${prefix}/c`),
+      from: BigInt(after.header.revision),
+    })
     expect(hub.syncCheck(fromThePast)).toBeUndefined()
     await Promise.all([synced.cancel(), behindAWrite.cancel(), fromThePast.cancel()])
   })
@@ -379,9 +388,11 @@ describe('watch hub with etcdctl', () => {
     const hub = watchHubOf(client)
     const prefix = uniquePrefix('ctl')
     await client.put(`${prefix}/k`).value('x')
-    const r = recorder()
-    const watch = hub.watch({ key: key(`${prefix}/k`), from: 'now', only: 'delete' }, r.listener)
-    await within(r.created.promise, 5_000, 'created')
+    const { watch, heard: r } = await createdWatch(hub, {
+      key: key(`${prefix}/k`),
+      from: 'now',
+      only: 'delete',
+    })
     await client.put(`${prefix}/k`).value('y') // filtered out
     await etcdctl(['del', `${prefix}/k`], [etcd.endpoint])
     await untilTrue(() => r.events.length === 1, 5_000, 'the delete')
