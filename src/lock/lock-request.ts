@@ -27,7 +27,8 @@ export interface LockContext {
   readonly retention: Retention
   /** The client's watches (one stream, kept open while locks are in use). */
   readonly watches: WatchHub
-  /** Caps this locker's etcd calls in flight (a burst queues here, not inside etcd). */
+  /** Caps this locker's queue reads in flight (a burst queues here, not inside etcd; its writes
+   * queue in their batch, see `TxnBatch`). */
   readonly limit: InFlightLimit
   /** Drops the local queue of `queuePrefix` once it is empty. */
   forgetQueue(queuePrefix: string): void

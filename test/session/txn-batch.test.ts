@@ -1,0 +1,131 @@
+/**
+ * The lock cycle's writes (a request's enqueue, a released key's delete) made in one turn go to
+ * etcd as one txn of nested txns, not one Txn call and one raft proposal each (counted by etcd's
+ * own grpc_server_handled_total and etcd_server_proposals_committed_total), and a txn refused for
+ * its own sake fails alone. An etcd member of this file's own: its counts are this file's work.
+ */
+import type { ITxnRequest } from 'etcd3'
+import { describe, expect, it } from 'vitest'
+import { txnBatchOf } from '../../src/session/txn-batch.js'
+import {
+  deferCleanup,
+  etcdMetric,
+  newClient,
+  newLocker,
+  privateEtcd,
+  startEtcd,
+  uniquePrefix,
+  untilKeyCount,
+} from '../harness/index.js'
+
+const etcd = privateEtcd()
+const never = () => new AbortController().signal
+const COUNT = 200
+
+const txnCalls = () =>
+  etcdMetric(etcd.endpoint, 'grpc_server_handled_total', { grpc_method: 'Txn' })
+const proposals = () => etcdMetric(etcd.endpoint, 'etcd_server_proposals_committed_total')
+
+/** A txn that creates `key` (on `lease`, if given) unless it exists, and reads it either way. */
+function createUnlessThere(key: Buffer, lease?: string): ITxnRequest {
+  return {
+    compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+    success: [
+      { request_put: { key, value: Buffer.from('new'), lease } },
+      { request_range: { key } },
+    ],
+    failure: [{ request_range: { key } }],
+  }
+}
+
+describe('lock-cycle writes in batches', () => {
+  it(`${COUNT} locks taken and released at once: a few Txn calls and raft proposals, not one each`, async () => {
+    const prefix = uniquePrefix('writes')
+    // No retention: every unlock deletes its key.
+    const locker = newLocker({ prefix, retainLocks: 0 }, [etcd.endpoint])
+    await locker.ready()
+    const client = newClient([etcd.endpoint])
+    deferCleanup(() => client.close())
+    const [callsBefore, proposalsBefore] = await Promise.all([txnCalls(), proposals()])
+    const locks = Array.from({ length: COUNT }, (_, i) => locker.newLock(`u${i}`))
+    await Promise.all(locks.map((lock) => lock.lock(never(), () => {})))
+    // Unlocked at once: no hold lives to its contention watch's start (and its read).
+    await Promise.all(locks.map((lock) => lock.unlock()))
+    // unlock() resolves before etcd has the delete.
+    await untilKeyCount(client, `${prefix}/`, 0)
+    const [calls, committed] = await Promise.all([txnCalls(), proposals()])
+    // 2 x COUNT Txn calls and as many proposals when each write was a call of its own.
+    expect(calls - callsBefore).toBeLessThan((2 * COUNT) / 10)
+    expect(committed - proposalsBefore).toBeLessThan((2 * COUNT) / 10)
+  })
+
+  it('each txn of a batch gets its own answer: its own branch, its own reads, the revision it wrote at', async () => {
+    const client = newClient([etcd.endpoint])
+    deferCleanup(() => client.close())
+    const prefix = uniquePrefix('answers')
+    const keys = Array.from({ length: 30 }, (_, i) => Buffer.from(`${prefix}/${i}`))
+    // The even ones exist already.
+    for (let i = 0; i < keys.length; i += 2)
+      await client
+        .put(keys[i] as Buffer)
+        .value('old')
+        .exec()
+    const batch = txnBatchOf(client)
+    const callsBefore = await txnCalls()
+    const answers = await Promise.all(keys.map((key) => batch.txn(createUnlessThere(key))))
+    expect(await txnCalls()).toBeLessThan(callsBefore + 3)
+    answers.forEach((answer, i) => {
+      const created = i % 2 === 1
+      expect(answer.succeeded).toBe(created)
+      const read = answer.responses[created ? 1 : 0]?.response_range?.kvs[0]
+      expect(read?.key.toString()).toBe(keys[i]?.toString())
+      expect(read?.value.toString()).toBe(created ? 'new' : 'old')
+      if (created) expect(read?.create_revision).toBe(answer.header.revision)
+    })
+  })
+
+  it('a txn on a lease etcd does not know fails alone; the txns batched with it are answered', async () => {
+    const client = newClient([etcd.endpoint])
+    deferCleanup(() => client.close())
+    const prefix = uniquePrefix('lease')
+    const { ID } = await client.leaseClient.leaseGrant({ TTL: 60 })
+    await client.leaseClient.leaseRevoke({ ID })
+    const batch = txnBatchOf(client)
+    const gone = batch.txn(createUnlessThere(Buffer.from(`${prefix}/gone`), ID))
+    const fine = Array.from({ length: 5 }, (_, i) =>
+      batch.txn(createUnlessThere(Buffer.from(`${prefix}/${i}`))),
+    )
+    await expect(gone).rejects.toThrow(/lease not found/)
+    for (const answer of await Promise.all(fine)) expect(answer.succeeded).toBe(true)
+  })
+
+  it('two txns writing the same key in one turn are both answered (etcd refuses both in one txn)', async () => {
+    const client = newClient([etcd.endpoint])
+    deferCleanup(() => client.close())
+    const key = Buffer.from(uniquePrefix('same'))
+    const batch = txnBatchOf(client)
+    const put = (value: string): ITxnRequest => ({
+      compare: [],
+      success: [{ request_put: { key, value: Buffer.from(value) } }],
+    })
+    const answers = await Promise.all([batch.txn(put('1')), batch.txn(put('2'))])
+    for (const answer of answers) expect(answer.succeeded).toBe(true)
+    expect(['1', '2']).toContain(await client.get(key).string())
+  })
+
+  it('a member with a --max-txn-ops below ours answers every txn all the same', async () => {
+    const small = await startEtcd(1, [], { extraArgs: ['--max-txn-ops=8'] })
+    deferCleanup(() => small.stop())
+    const client = newClient(small.endpoints)
+    deferCleanup(() => client.close())
+    const batch = txnBatchOf(client)
+    for (const round of [1, 2]) {
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          batch.txn(createUnlessThere(Buffer.from(`r${round}/${i}`))),
+        ),
+      )
+      for (const answer of answers) expect(answer.succeeded).toBe(true)
+    }
+  })
+})
