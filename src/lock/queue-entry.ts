@@ -66,15 +66,18 @@ export class QueueEntry {
       limit: 1,
     }
     // In a batch with the other writes of this turn: its own compare and branch, one call.
-    const txn = txnBatchOf(this.client).txn({
-      compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
-      // Not found: read ours and the first entry.
-      success: [
-        { request_put: { key, value: EMPTY, lease: this.session.leaseId } },
-        { request_range: newestEntries },
-      ],
-      failure: [{ request_range: { key } }, { request_range: firstEntry }],
-    })
+    const txn = txnBatchOf(this.client).txn(
+      {
+        compare: [{ key, target: 'Create', result: 'Equal', create_revision: 0 }],
+        // Not found: read ours and the first entry.
+        success: [
+          { request_put: { key, value: EMPTY, lease: this.session.leaseId } },
+          { request_range: newestEntries },
+        ],
+        failure: [{ request_range: { key } }, { request_range: firstEntry }],
+      },
+      this.queuePrefix,
+    )
     const enqueued = txn.then((res) => {
       const mine = res.responses[0]?.response_range?.kvs[0]
       return res.succeeded ? BigInt(res.header.revision) : createRevision(mine)
@@ -188,13 +191,21 @@ export class QueueEntry {
 
   /** Deletes our key if its create revision is `rev`: never a newer key of the same name. */
   private async deleteIfCreatedAt(rev: bigint): Promise<void> {
-    await txnBatchOf(this.client).txn({
-      compare: [
-        { key: this.keyBytes, target: 'Create', result: 'Equal', create_revision: rev.toString() },
-      ],
-      success: [{ request_delete_range: { key: this.keyBytes } }],
-      failure: [],
-    })
+    await txnBatchOf(this.client).txn(
+      {
+        compare: [
+          {
+            key: this.keyBytes,
+            target: 'Create',
+            result: 'Equal',
+            create_revision: rev.toString(),
+          },
+        ],
+        success: [{ request_delete_range: { key: this.keyBytes } }],
+        failure: [],
+      },
+      this.queuePrefix,
+    )
   }
 
   /**

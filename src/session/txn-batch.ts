@@ -6,6 +6,7 @@ import {
   KVClient,
   type Namespace,
 } from 'etcd3'
+import { Fifo } from '../util/fifo.js'
 import { perPool } from '../util/per-pool.js'
 import { lockCallOptions } from './etcd-calls.js'
 
@@ -25,6 +26,7 @@ export const BATCHES_IN_FLIGHT = 4
 
 interface PendingTxn {
   request: ITxnRequest
+  queue: string
   resolve(response: ITxnResponse): void
   reject(error: unknown): void
 }
@@ -49,20 +51,30 @@ export const txnBatchOf: (client: Namespace) => TxnBatch = perPool(
  * Keys are whole keys (with the client's namespace), as etcd has them, and so are the answers'.
  */
 export class TxnBatch {
-  private pending: PendingTxn[] = []
+  private readonly pending = new Fifo<PendingTxn>()
+  /** Txns that go before `pending`: left out of a batch for their queue, or refused with one. */
+  private first: PendingTxn[] = []
   private scheduled = false
   private inFlight = 0
   private perBatch = TXNS_PER_BATCH
 
   constructor(private readonly kv: KVClient) {}
 
-  /** Sends `request` in the next batch; the answer carries the batch's header. */
-  txn(request: ITxnRequest): Promise<ITxnResponse> {
+  /**
+   * Sends `request` in the next batch that has no other txn of `queue`; the answer carries the
+   * batch's header. Keys a batch creates share its revision, and a queue is ordered by its keys'
+   * create revisions: two enqueues of one queue (two lockers of one client) must not tie.
+   */
+  txn(request: ITxnRequest, queue: string): Promise<ITxnResponse> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ request, resolve, reject })
-      if (this.pending.length >= this.perBatch && this.inFlight < BATCHES_IN_FLIGHT) this.send()
+      this.pending.push({ request, queue, resolve, reject })
+      if (this.waiting() >= this.perBatch && this.inFlight < BATCHES_IN_FLIGHT) this.send()
       else this.schedule()
     })
+  }
+
+  private waiting(): number {
+    return this.first.length + this.pending.length
   }
 
   /** Sends what waits at the end of this turn: the txns its callbacks make join the batch. */
@@ -71,12 +83,12 @@ export class TxnBatch {
     this.scheduled = true
     setImmediate(() => {
       this.scheduled = false
-      while (this.pending.length > 0 && this.inFlight < BATCHES_IN_FLIGHT) this.send()
+      while (this.waiting() > 0 && this.inFlight < BATCHES_IN_FLIGHT) this.send()
     })
   }
 
   private send(): void {
-    const txns = this.pending.splice(0, this.perBatch)
+    const txns = this.nextBatch()
     this.inFlight++
     const sent =
       txns.length === 1
@@ -107,8 +119,28 @@ export class TxnBatch {
             )
     void sent.finally(() => {
       this.inFlight--
-      if (this.pending.length > 0) this.schedule()
+      if (this.waiting() > 0) this.schedule()
     })
+  }
+
+  /** The next waiting txns in order, up to a batch, one per queue; the others wait on, first. */
+  private nextBatch(): PendingTxn[] {
+    const batch: PendingTxn[] = []
+    const queues = new Set<string>()
+    const left: PendingTxn[] = []
+    const take = (txn: PendingTxn) => {
+      if (batch.length === this.perBatch || queues.has(txn.queue)) left.push(txn)
+      else {
+        queues.add(txn.queue)
+        batch.push(txn)
+      }
+    }
+    for (const txn of this.first) take(txn)
+    while (batch.length < this.perBatch && this.pending.length > 0) {
+      take(this.pending.shift() as PendingTxn)
+    }
+    this.first = left
+    return batch
   }
 
   private refused(txns: PendingTxn[], error: unknown): void {
@@ -116,7 +148,7 @@ export class TxnBatch {
     if (why.includes('too many operations')) {
       // A member run with a --max-txn-ops below ours: smaller batches from now on, this one too.
       this.perBatch = Math.min(this.perBatch, Math.max(1, Math.floor(txns.length / 2)))
-      this.pending.unshift(...txns)
+      this.first.unshift(...txns)
     } else if (
       // One txn's own: each on its own, so that it fails alone.
       error instanceof EtcdPermissionDeniedError ||

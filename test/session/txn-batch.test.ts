@@ -6,6 +6,7 @@
  */
 import type { ITxnRequest } from 'etcd3'
 import { describe, expect, it } from 'vitest'
+import { Etcd3Locker } from '../../src/index.js'
 import { txnBatchOf } from '../../src/session/txn-batch.js'
 import {
   deferCleanup,
@@ -16,6 +17,7 @@ import {
   startEtcd,
   uniquePrefix,
   untilKeyCount,
+  within,
 } from '../harness/index.js'
 
 const etcd = privateEtcd()
@@ -59,6 +61,35 @@ describe('lock-cycle writes in batches', () => {
     expect(committed - proposalsBefore).toBeLessThan((2 * COUNT) / 10)
   })
 
+  it('two lockers on one client queueing for one upload in the same turn get distinct places: one holds, then the other', async () => {
+    const client = newClient([etcd.endpoint])
+    deferCleanup(() => client.close())
+    const prefix = uniquePrefix('one-queue')
+    const options = { prefix, acquireLockTimeout: 10_000, retainLocks: 0 }
+    const a = new Etcd3Locker(client, options)
+    const b = new Etcd3Locker(client, options)
+    deferCleanup(() => Promise.all([a.close(), b.close()]))
+    await Promise.all([a.ready(), b.ready()])
+    for (let round = 0; round < 30; round++) {
+      const id = `u${round}`
+      const locks = [a.newLock(id), b.newLock(id)]
+      let holders = 0
+      let most = 0
+      const cycles = locks.map(async (lock) => {
+        await lock.lock(never(), () => {})
+        most = Math.max(most, ++holders)
+        // The keys as etcd has them while one holds: each at a create revision of its own.
+        const queue = await client.getAll().prefix(`${prefix}/${id}/`).exec()
+        const revisions = new Set(queue.kvs.map((kv) => kv.create_revision))
+        expect(revisions.size).toBe(queue.kvs.length)
+        holders--
+        await lock.unlock()
+      })
+      await within(Promise.all(cycles), 5_000, `round ${round}: both hold in turn`)
+      expect(most).toBe(1)
+    }
+  })
+
   it('each txn of a batch gets its own answer: its own branch, its own reads, the revision it wrote at', async () => {
     const client = newClient([etcd.endpoint])
     deferCleanup(() => client.close())
@@ -72,7 +103,9 @@ describe('lock-cycle writes in batches', () => {
         .exec()
     const batch = txnBatchOf(client)
     const callsBefore = await txnCalls()
-    const answers = await Promise.all(keys.map((key) => batch.txn(createUnlessThere(key))))
+    const answers = await Promise.all(
+      keys.map((key) => batch.txn(createUnlessThere(key), key.toString())),
+    )
     expect(await txnCalls()).toBeLessThan(callsBefore + 3)
     answers.forEach((answer, i) => {
       const created = i % 2 === 1
@@ -91,9 +124,9 @@ describe('lock-cycle writes in batches', () => {
     const { ID } = await client.leaseClient.leaseGrant({ TTL: 60 })
     await client.leaseClient.leaseRevoke({ ID })
     const batch = txnBatchOf(client)
-    const gone = batch.txn(createUnlessThere(Buffer.from(`${prefix}/gone`), ID))
+    const gone = batch.txn(createUnlessThere(Buffer.from(`${prefix}/gone`), ID), 'gone')
     const fine = Array.from({ length: 5 }, (_, i) =>
-      batch.txn(createUnlessThere(Buffer.from(`${prefix}/${i}`))),
+      batch.txn(createUnlessThere(Buffer.from(`${prefix}/${i}`)), `${i}`),
     )
     await expect(gone).rejects.toThrow(/lease not found/)
     for (const answer of await Promise.all(fine)) expect(answer.succeeded).toBe(true)
@@ -108,7 +141,8 @@ describe('lock-cycle writes in batches', () => {
       compare: [],
       success: [{ request_put: { key, value: Buffer.from(value) } }],
     })
-    const answers = await Promise.all([batch.txn(put('1')), batch.txn(put('2'))])
+    // Given as of different queues: one batch, which etcd refuses.
+    const answers = await Promise.all([batch.txn(put('1'), 'a'), batch.txn(put('2'), 'b')])
     for (const answer of answers) expect(answer.succeeded).toBe(true)
     expect(['1', '2']).toContain(await client.get(key).string())
   })
@@ -122,7 +156,7 @@ describe('lock-cycle writes in batches', () => {
     for (const round of [1, 2]) {
       const answers = await Promise.all(
         Array.from({ length: 50 }, (_, i) =>
-          batch.txn(createUnlessThere(Buffer.from(`r${round}/${i}`))),
+          batch.txn(createUnlessThere(Buffer.from(`r${round}/${i}`)), `${i}`),
         ),
       )
       for (const answer of answers) expect(answer.succeeded).toBe(true)
