@@ -67,9 +67,13 @@ export class TxnBatch {
    */
   txn(request: ITxnRequest, queue: string): Promise<ITxnResponse> {
     return new Promise((resolve, reject) => {
+      // Nothing in flight and nothing waiting: a write alone (one lock cycle) goes at once, not
+      // a turn later. The writes that follow it in this turn go together at its end.
+      const alone = this.inFlight === 0 && this.waiting() === 0
       this.pending.push({ request, queue, resolve, reject })
-      if (this.waiting() >= this.perBatch && this.inFlight < BATCHES_IN_FLIGHT) this.send()
-      else this.schedule()
+      if ((alone || this.waiting() >= this.perBatch) && this.inFlight < BATCHES_IN_FLIGHT) {
+        this.send()
+      } else this.schedule()
     })
   }
 
