@@ -168,6 +168,30 @@ describe('per-tenant RBAC', () => {
     await within(waiting, 10_000, 'the waiter locks')
   })
 
+  it("a tenant's locks on the other's prefix made at once are each refused, and write nothing", async () => {
+    // Several in one turn: their enqueues go to etcd in one batch (nested txns, whose operations
+    // etcd before 3.4.42 / 3.5.28 does not check against the user's permissions).
+    const intruder = tenantLocker(TENANTS.b, {
+      prefix: TENANTS.a.prefix,
+      acquireLockTimeout: 20_000,
+    })
+    await within(intruder.ready(), 10_000, 'the intruder gets a session')
+    const root = client(ROOT)
+    const ids = Array.from({ length: 8 }, (_, i) => `batched-${i}`)
+    const refusals = await Promise.all(
+      ids.map((id) =>
+        rejectionOf(
+          intruder.newLock(id).lock(never, () => {}),
+          10_000,
+          id,
+        ),
+      ),
+    )
+    for (const { error } of refusals) expect(error).toBeInstanceOf(PermissionDeniedError)
+    const written = await root.getAll().prefix('/tenant-a/batched-').keys()
+    expect(written).toEqual([])
+  })
+
   it('a wrong password is an authentication error at once, not a retry until grantTimeout', async () => {
     const grantTimeout = 10_000
     const locker = tenantLocker(

@@ -76,7 +76,7 @@ export class QueueEntry {
         ],
         failure: [{ request_range: { key } }, { request_range: firstEntry }],
       },
-      this.queuePrefix,
+      start.toString(LATIN1),
     )
     const enqueued = txn.then((res) => {
       const mine = res.responses[0]?.response_range?.kvs[0]
@@ -204,7 +204,7 @@ export class QueueEntry {
         success: [{ request_delete_range: { key: this.keyBytes } }],
         failure: [],
       },
-      this.queuePrefix,
+      this.queueRange().start.toString(LATIN1),
     )
   }
 
@@ -229,6 +229,9 @@ function createRevision(kv: IKeyValue | undefined): bigint {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/** Byte for byte: the queue's whole prefix as a string, for the txn batch's one write per queue. */
+const LATIN1 = 'latin1'
 
 /** The first key after every key that starts with `prefix` (etcd's range end of a prefix). */
 function prefixEnd(prefix: Buffer): Buffer {

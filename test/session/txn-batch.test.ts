@@ -7,7 +7,7 @@
 import type { ITxnRequest } from 'etcd3'
 import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../../src/index.js'
-import { txnBatchOf } from '../../src/session/txn-batch.js'
+import { checksOf, txnBatchOf } from '../../src/session/txn-batch.js'
 import {
   deferCleanup,
   etcdMetric,
@@ -61,14 +61,10 @@ describe('lock-cycle writes in batches', () => {
     expect(committed - proposalsBefore).toBeLessThan((2 * COUNT) / 10)
   })
 
-  it('two lockers on one client queueing for one upload in the same turn get distinct places: one holds, then the other', async () => {
+  /** Lockers `a` and `b` lock the same ids at once, round after round: one holds at a time. */
+  async function inTurn(a: Etcd3Locker, b: Etcd3Locker, queueOf: (id: string) => string) {
     const client = newClient([etcd.endpoint])
     deferCleanup(() => client.close())
-    const prefix = uniquePrefix('one-queue')
-    const options = { prefix, acquireLockTimeout: 10_000, retainLocks: 0 }
-    const a = new Etcd3Locker(client, options)
-    const b = new Etcd3Locker(client, options)
-    deferCleanup(() => Promise.all([a.close(), b.close()]))
     await Promise.all([a.ready(), b.ready()])
     for (let round = 0; round < 30; round++) {
       const id = `u${round}`
@@ -79,7 +75,7 @@ describe('lock-cycle writes in batches', () => {
         await lock.lock(never(), () => {})
         most = Math.max(most, ++holders)
         // The keys as etcd has them while one holds: each at a create revision of its own.
-        const queue = await client.getAll().prefix(`${prefix}/${id}/`).exec()
+        const queue = await client.getAll().prefix(queueOf(id)).exec()
         const revisions = new Set(queue.kvs.map((kv) => kv.create_revision))
         expect(revisions.size).toBe(queue.kvs.length)
         holders--
@@ -88,6 +84,42 @@ describe('lock-cycle writes in batches', () => {
       await within(Promise.all(cycles), 5_000, `round ${round}: both hold in turn`)
       expect(most).toBe(1)
     }
+  }
+
+  it('two lockers on one client queueing for one upload in the same turn get distinct places: one holds, then the other', async () => {
+    const client = newClient([etcd.endpoint])
+    deferCleanup(() => client.close())
+    const prefix = uniquePrefix('one-queue')
+    const options = { prefix, acquireLockTimeout: 10_000, retainLocks: 0 }
+    const a = new Etcd3Locker(client, options)
+    const b = new Etcd3Locker(client, options)
+    deferCleanup(() => Promise.all([a.close(), b.close()]))
+    await inTurn(a, b, (id) => `${prefix}/${id}/`)
+  })
+
+  it('the same with one locker on a namespace of the client and one on the client, both on one queue', async () => {
+    const client = newClient([etcd.endpoint])
+    deferCleanup(() => client.close())
+    const outer = uniquePrefix('ns')
+    const options = { acquireLockTimeout: 10_000, retainLocks: 0 }
+    const a = new Etcd3Locker(client.namespace(outer), { ...options, prefix: '/tusd' })
+    const b = new Etcd3Locker(client, { ...options, prefix: `${outer}/tusd` })
+    deferCleanup(() => Promise.all([a.close(), b.close()]))
+    await inTurn(a, b, (id) => `${outer}/tusd/${id}/`)
+  })
+
+  it("locks on ids of 60 000 bytes made at once are held in turn (a batch stays under etcd's request size)", async () => {
+    const prefix = uniquePrefix('large')
+    const locker = newLocker({ prefix, retainLocks: 0, acquireLockTimeout: 10_000 }, [
+      etcd.endpoint,
+    ])
+    const locks = Array.from({ length: 16 }, (_, i) => locker.newLock(`${i}`.padEnd(60_000, 'x')))
+    await within(
+      Promise.all(locks.map((lock) => lock.lock(never(), () => {}))),
+      5_000,
+      'every lock held',
+    )
+    await Promise.all(locks.map((lock) => lock.unlock()))
   })
 
   it('each txn of a batch gets its own answer: its own branch, its own reads, the revision it wrote at', async () => {
@@ -161,5 +193,85 @@ describe('lock-cycle writes in batches', () => {
       )
       for (const answer of answers) expect(answer.succeeded).toBe(true)
     }
+  })
+})
+
+describe("a batch's checks: what etcd checks for each nested txn", () => {
+  const b = (text: string) => Buffer.from(text)
+  const shape = (request: ITxnRequest) =>
+    checksOf(request).map((op) => {
+      const { request_put: put, request_range: range, request_delete_range: del } = op
+      if (put) return `put ${put.key} ${put.value}`
+      if (range) return `read ${range.key}..${range.range_end ?? ''}`
+      return `delete ${del?.key}..${del?.range_end ?? ''}`
+    })
+
+  it("an enqueue: its put, and its queue's range (its compare's key and reads lie within it)", () => {
+    expect(
+      shape({
+        compare: [{ key: b('/p/u/1'), target: 'Create', result: 'Equal', create_revision: 0 }],
+        success: [
+          { request_put: { key: b('/p/u/1'), value: b('') } },
+          { request_range: { key: b('/p/u/'), range_end: b('/p/u0') } },
+        ],
+        failure: [
+          { request_range: { key: b('/p/u/1') } },
+          { request_range: { key: b('/p/u/'), range_end: b('/p/u0') } },
+        ],
+      }),
+    ).toEqual(['put /p/u/1 ', 'read /p/u/../p/u0'])
+  })
+
+  it('a delete: its delete and the read of its compare; reads outside each other all stay', () => {
+    expect(
+      shape({
+        compare: [{ key: b('/p/u/1'), target: 'Create', result: 'Equal', create_revision: 5 }],
+        success: [{ request_delete_range: { key: b('/p/u/1') } }],
+      }),
+    ).toEqual(['delete /p/u/1..', 'read /p/u/1..'])
+    expect(
+      shape({
+        compare: [],
+        success: [
+          { request_range: { key: b('a') } },
+          { request_range: { key: b('b'), range_end: b('c') } },
+          { request_range: { key: b('a'), range_end: b('\0') } },
+          { request_range: { key: b('0'), range_end: b('1') } },
+        ],
+      }),
+    ).toEqual(['read a..\0', 'read 0..1'])
+  })
+})
+
+describe('lock-cycle writes in batches, etcd out of space', () => {
+  it('with the NOSPACE alarm raised, locks made at once write nothing and releases still delete', async () => {
+    const own = await startEtcd(1)
+    deferCleanup(() => own.stop())
+    const client = newClient(own.endpoints)
+    deferCleanup(() => client.close())
+    const prefix = uniquePrefix('nospace')
+    const locker = newLocker({ prefix, retainLocks: 0, acquireLockTimeout: 1_500 }, own.endpoints)
+    const held = Array.from({ length: 4 }, (_, i) => locker.newLock(`held-${i}`))
+    for (const lock of held) await lock.lock(never(), () => {})
+    // What etcd does once its backend passes --quota-backend-bytes: only reads and deletes.
+    await client.maintenance.alarm({ action: 'Activate', memberID: 0, alarm: 'Nospace' })
+    deferCleanup(() =>
+      client.maintenance.alarm({ action: 'Deactivate', memberID: 0, alarm: 'Nospace' }),
+    )
+    // In one turn: the releases' deletes and the new enqueues.
+    const releases = held.map((lock) => lock.unlock())
+    const refused = Array.from({ length: 4 }, (_, i) =>
+      locker
+        .newLock(`new-${i}`)
+        .lock(never(), () => {})
+        .then(
+          () => 'held',
+          () => 'refused',
+        ),
+    )
+    await Promise.all(releases)
+    expect(await Promise.all(refused)).toEqual(['refused', 'refused', 'refused', 'refused'])
+    expect(await client.getAll().prefix(`${prefix}/new-`).keys()).toEqual([])
+    await untilKeyCount(client, `${prefix}/held-`, 0)
   })
 })
