@@ -1,7 +1,6 @@
 import {
   EtcdLeaseInvalidError,
   EtcdPermissionDeniedError,
-  GRPCResourceExhastedError,
   type IRequestOp,
   type ITxnRequest,
   type ITxnResponse,
@@ -98,7 +97,7 @@ export class TxnBatch {
       // a turn later. The writes that follow it in this turn go together at its end.
       const alone = this.inFlight === 0 && this.waiting() === 0
       const checks = checksOf(request)
-      const bytes = checks.reduce((sum, check) => sum + sizeOf(check), 0)
+      const bytes = sizeOfTxn(request) + checks.reduce((sum, check) => sum + sizeOf(check), 0)
       this.pending.push({ request, queue, checks, bytes, alone: false, resolve, reject })
       if ((alone || this.waiting() >= this.perBatch) && this.inFlight < BATCHES_IN_FLIGHT) {
         this.send()
@@ -178,6 +177,8 @@ export class TxnBatch {
           checks + txn.checks.length <= CHECKS_PER_BATCH &&
           bytes + txn.bytes <= this.bytesPerBatch)
       if (full || queues.has(txn.queue) || !fits) {
+        // Full once a txn does not fit: the rest waits, unlooked at, for the next batch.
+        if (!fits) full = true
         left.push(txn)
         return
       }
@@ -199,15 +200,16 @@ export class TxnBatch {
       ;(txns[0] as PendingTxn).reject(error)
     } else if (why.includes('too many operations')) {
       // A member run with a --max-txn-ops below ours: smaller batches from now on, this one too.
-      this.perBatch = Math.max(1, Math.floor(txns.length / 2))
+      this.perBatch = Math.min(this.perBatch, Math.max(1, Math.floor(txns.length / 2)))
       this.first.unshift(...txns)
-    } else if (error instanceof GRPCResourceExhastedError || /too large/.test(why)) {
-      // A member run with a --max-request-bytes below ours: the same, in bytes.
+    } else if (/larger than max|request is too large/.test(why)) {
+      // A member run with a --max-request-bytes below ours: the same, in bytes. (etcd's "no
+      // space" and "too many requests" are RESOURCE_EXHAUSTED too, and not about the size.)
       const bytes = txns.reduce((sum, txn) => sum + txn.bytes, 0)
-      this.bytesPerBatch = Math.max(1, Math.floor(bytes / 2))
+      this.bytesPerBatch = Math.min(this.bytesPerBatch, Math.max(1, Math.floor(bytes / 2)))
       this.first.unshift(...txns)
     } else if (
-      // One txn's own: each on its own, so that it fails alone.
+      // One txn's own: each on its own, so that it fails alone (no space: deletes still pass).
       error instanceof EtcdPermissionDeniedError ||
       error instanceof EtcdLeaseInvalidError ||
       /duplicate key|space exceeded/.test(why)
@@ -229,6 +231,7 @@ export class TxnBatch {
 export function checksOf(request: ITxnRequest): IRequestOp[] {
   const reads: Array<{ key: Buffer; end: Buffer | undefined }> = []
   const writes: IRequestOp[] = []
+  const puts: Buffer[] = []
   const read = (key: KeyBytes, end: KeyBytes) => {
     if (key === undefined) return
     if (reads.some((other) => within(key, end, other.key, other.end))) return
@@ -242,10 +245,18 @@ export function checksOf(request: ITxnRequest): IRequestOp[] {
   for (const compare of request.compare ?? []) read(compare.key, compare.range_end)
   for (const op of [...(request.success ?? []), ...(request.failure ?? [])]) {
     const { request_put: put, request_range: range, request_delete_range: del } = op
-    if (put) writes.push({ request_put: { key: put.key, value: put.value } })
-    else if (range) read(range.key, range.range_end)
-    else if (del) writes.push({ request_delete_range: { key: del.key, range_end: del.range_end } })
-    else throw new Error('TxnBatch: only puts, ranges and deletes are batched')
+    if (put) {
+      // Once per key: a put in each branch would be the same key twice in the batch's.
+      if (!puts.some((key) => put.key !== undefined && key.equals(put.key))) {
+        if (put.key !== undefined) puts.push(put.key)
+        writes.push({ request_put: { key: put.key, value: put.value, prev_kv: put.prev_kv } })
+      }
+    } else if (range) read(range.key, range.range_end)
+    else if (del) {
+      writes.push({
+        request_delete_range: { key: del.key, range_end: del.range_end, prev_kv: del.prev_kv },
+      })
+    } else throw new Error('TxnBatch: only puts, ranges and deletes are batched')
   }
   return [
     ...writes,
@@ -270,13 +281,20 @@ function within(key: Buffer, end: KeyBytes, outerKey: Buffer, outerEnd: KeyBytes
   return Buffer.compare(key, outerEnd) < 0
 }
 
-/** Bytes of the keys and values of `check`, which its nested txn carries about as many of. */
-function sizeOf(check: IRequestOp): number {
-  const length = (value: KeyBytes) => (value === undefined ? 0 : Buffer.byteLength(value))
-  const { request_put: put, request_range: range, request_delete_range: del } = check
+/** Bytes of the keys, range ends and values of `op`, and a little for the rest of it. */
+function sizeOf(op: IRequestOp): number {
+  const length = (value: KeyBytes) => (value === undefined ? 0 : value.length)
+  const { request_put: put, request_range: range, request_delete_range: del } = op
   const bytes = put
     ? length(put.key) + length(put.value)
     : length(range?.key ?? del?.key) + length(range?.range_end ?? del?.range_end)
-  // Twice: the nested txn carries its keys and values, the check the same again.
-  return 2 * bytes + 32
+  return bytes + 32
+}
+
+/** Bytes of `request` as {@link sizeOf} counts them, its compares' keys too. */
+function sizeOfTxn(request: ITxnRequest): number {
+  let bytes = 0
+  for (const compare of request.compare ?? []) bytes += (compare.key?.length ?? 0) + 32
+  for (const op of [...(request.success ?? []), ...(request.failure ?? [])]) bytes += sizeOf(op)
+  return bytes
 }

@@ -4,7 +4,7 @@
  * own grpc_server_handled_total and etcd_server_proposals_committed_total), and a txn refused for
  * its own sake fails alone. An etcd member of this file's own: its counts are this file's work.
  */
-import type { ITxnRequest } from 'etcd3'
+import type { Etcd3, ITxnRequest } from 'etcd3'
 import { describe, expect, it } from 'vitest'
 import { Etcd3Locker } from '../../src/index.js'
 import { checksOf, txnBatchOf } from '../../src/session/txn-batch.js'
@@ -27,6 +27,20 @@ const COUNT = 200
 const txnCalls = () =>
   etcdMetric(etcd.endpoint, 'grpc_server_handled_total', { grpc_method: 'Txn' })
 const proposals = () => etcdMetric(etcd.endpoint, 'etcd_server_proposals_committed_total')
+
+/**
+ * A write that goes at once (nothing is in flight on a new client): the txns made after it in
+ * the same turn go as a batch, not the first of them alone.
+ */
+function firstInFlight(client: Etcd3): void {
+  void txnBatchOf(client).txn(
+    {
+      compare: [],
+      success: [{ request_put: { key: Buffer.from('/in-flight'), value: Buffer.from('') } }],
+    },
+    '/in-flight',
+  )
+}
 
 /** A txn that creates `key` (on `lease`, if given) unless it exists, and reads it either way. */
 function createUnlessThere(key: Buffer, lease?: string): ITxnRequest {
@@ -69,6 +83,8 @@ describe('lock-cycle writes in batches', () => {
     for (let round = 0; round < 30; round++) {
       const id = `u${round}`
       const locks = [a.newLock(id), b.newLock(id)]
+      // Both enqueues wait for a batch: the tie came when they shared one.
+      firstInFlight(client)
       let holders = 0
       let most = 0
       const cycles = locks.map(async (lock) => {
@@ -116,7 +132,7 @@ describe('lock-cycle writes in batches', () => {
     const locks = Array.from({ length: 16 }, (_, i) => locker.newLock(`${i}`.padEnd(60_000, 'x')))
     await within(
       Promise.all(locks.map((lock) => lock.lock(never(), () => {}))),
-      5_000,
+      10_000,
       'every lock held',
     )
     await Promise.all(locks.map((lock) => lock.unlock()))
@@ -156,6 +172,7 @@ describe('lock-cycle writes in batches', () => {
     const { ID } = await client.leaseClient.leaseGrant({ TTL: 60 })
     await client.leaseClient.leaseRevoke({ ID })
     const batch = txnBatchOf(client)
+    firstInFlight(client)
     const gone = batch.txn(createUnlessThere(Buffer.from(`${prefix}/gone`), ID), 'gone')
     const fine = Array.from({ length: 5 }, (_, i) =>
       batch.txn(createUnlessThere(Buffer.from(`${prefix}/${i}`)), `${i}`),
@@ -174,9 +191,28 @@ describe('lock-cycle writes in batches', () => {
       success: [{ request_put: { key, value: Buffer.from(value) } }],
     })
     // Given as of different queues: one batch, which etcd refuses.
+    firstInFlight(client)
     const answers = await Promise.all([batch.txn(put('1'), 'a'), batch.txn(put('2'), 'b')])
     for (const answer of answers) expect(answer.succeeded).toBe(true)
     expect(['1', '2']).toContain(await client.get(key).string())
+  })
+
+  it('a member with a --max-request-bytes below our batch size answers every txn all the same', async () => {
+    const small = await startEtcd(1, [], { extraArgs: ['--max-request-bytes=65536'] })
+    deferCleanup(() => small.stop())
+    const client = newClient(small.endpoints)
+    deferCleanup(() => client.close())
+    const batch = txnBatchOf(client)
+    for (const round of [1, 2]) {
+      firstInFlight(client)
+      // 30 txns of about 16 KB: one batch of ours, refused as too large by this member.
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          batch.txn(createUnlessThere(Buffer.from(`r${round}/${i}/`.padEnd(4_000, 'k'))), `${i}`),
+        ),
+      )
+      for (const answer of answers) expect(answer.succeeded).toBe(true)
+    }
   })
 
   it('a member with a --max-txn-ops below ours answers every txn all the same', async () => {
