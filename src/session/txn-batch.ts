@@ -95,11 +95,11 @@ export class TxnBatch {
     return new Promise((resolve, reject) => {
       // Nothing in flight and nothing waiting: a write alone (one lock cycle) goes at once, not
       // a turn later. The writes that follow it in this turn go together at its end.
-      const alone = this.inFlight === 0 && this.waiting() === 0
+      const idle = this.inFlight === 0 && this.waiting() === 0
       const checks = checksOf(request)
       const bytes = sizeOfTxn(request) + checks.reduce((sum, check) => sum + sizeOf(check), 0)
       this.pending.push({ request, queue, checks, bytes, alone: false, resolve, reject })
-      if ((alone || this.waiting() >= this.perBatch) && this.inFlight < BATCHES_IN_FLIGHT) {
+      if ((idle || this.waiting() >= this.perBatch) && this.inFlight < BATCHES_IN_FLIGHT) {
         this.send()
       } else this.schedule()
     })
@@ -122,36 +122,34 @@ export class TxnBatch {
   private send(): void {
     const txns = this.nextBatch()
     this.inFlight++
-    const sent =
-      txns.length === 1
-        ? this.kv.txn((txns[0] as PendingTxn).request, lockCallOptions()).then(
-            (res) => (txns[0] as PendingTxn).resolve(res),
+    const one = txns.length === 1 ? (txns[0] as PendingTxn) : undefined
+    const sent = one
+      ? // As it is: what etcd answers is this txn's alone.
+        this.kv.txn(one.request, lockCallOptions()).then(one.resolve, one.reject)
+      : this.kv
+          .txn(
+            {
+              compare: [],
+              success: txns.map(({ request }) => ({ request_txn: request })),
+              failure: txns.flatMap(({ checks }) => checks),
+            },
+            lockCallOptions(),
+          )
+          .then(
+            (res) => {
+              txns.forEach((txn, i) => {
+                const answer = res.responses[i]?.response_txn
+                if (answer) {
+                  txn.resolve({
+                    header: res.header,
+                    succeeded: answer.succeeded,
+                    responses: answer.responses,
+                  })
+                } else txn.reject(new Error('etcd answered a batch without this txn'))
+              })
+            },
             (error: unknown) => this.refused(txns, error),
           )
-        : this.kv
-            .txn(
-              {
-                compare: [],
-                success: txns.map(({ request }) => ({ request_txn: request })),
-                failure: txns.flatMap(({ checks }) => checks),
-              },
-              lockCallOptions(),
-            )
-            .then(
-              (res) => {
-                txns.forEach((txn, i) => {
-                  const answer = res.responses[i]?.response_txn
-                  if (answer) {
-                    txn.resolve({
-                      header: res.header,
-                      succeeded: answer.succeeded,
-                      responses: answer.responses,
-                    })
-                  } else txn.reject(new Error('etcd answered a batch without this txn'))
-                })
-              },
-              (error: unknown) => this.refused(txns, error),
-            )
     void sent.finally(() => {
       this.inFlight--
       if (this.waiting() > 0) this.schedule()
@@ -194,11 +192,10 @@ export class TxnBatch {
     return batch
   }
 
+  /** What a batch of several txns that etcd refused becomes. */
   private refused(txns: PendingTxn[], error: unknown): void {
     const why = String(error)
-    if (txns.length === 1) {
-      ;(txns[0] as PendingTxn).reject(error)
-    } else if (why.includes('too many operations')) {
+    if (why.includes('too many operations')) {
       // A member run with a --max-txn-ops below ours: smaller batches from now on, this one too.
       this.perBatch = Math.min(this.perBatch, Math.max(1, Math.floor(txns.length / 2)))
       this.first.unshift(...txns)

@@ -42,6 +42,17 @@ function firstInFlight(client: Etcd3): void {
   )
 }
 
+/** An etcd member of the test's own (run with `extraArgs`) and a client of it, both stopped after. */
+async function ownMember(
+  extraArgs: string[] = [],
+): Promise<{ client: Etcd3; endpoints: string[] }> {
+  const member = await startEtcd(1, [], { extraArgs })
+  deferCleanup(() => member.stop())
+  const client = newClient(member.endpoints)
+  deferCleanup(() => client.close())
+  return { client, endpoints: member.endpoints }
+}
+
 /** A txn that creates `key` (on `lease`, if given) unless it exists, and reads it either way. */
 function createUnlessThere(key: Buffer, lease?: string): ITxnRequest {
   return {
@@ -198,10 +209,7 @@ describe('lock-cycle writes in batches', () => {
   })
 
   it('a member with a --max-request-bytes below our batch size answers every txn all the same', async () => {
-    const small = await startEtcd(1, [], { extraArgs: ['--max-request-bytes=65536'] })
-    deferCleanup(() => small.stop())
-    const client = newClient(small.endpoints)
-    deferCleanup(() => client.close())
+    const { client } = await ownMember(['--max-request-bytes=65536'])
     const batch = txnBatchOf(client)
     for (const round of [1, 2]) {
       firstInFlight(client)
@@ -216,10 +224,7 @@ describe('lock-cycle writes in batches', () => {
   })
 
   it('a member with a --max-txn-ops below ours answers every txn all the same', async () => {
-    const small = await startEtcd(1, [], { extraArgs: ['--max-txn-ops=8'] })
-    deferCleanup(() => small.stop())
-    const client = newClient(small.endpoints)
-    deferCleanup(() => client.close())
+    const { client } = await ownMember(['--max-txn-ops=8'])
     const batch = txnBatchOf(client)
     for (const round of [1, 2]) {
       const answers = await Promise.all(
@@ -281,12 +286,9 @@ describe("a batch's checks: what etcd checks for each nested txn", () => {
 
 describe('lock-cycle writes in batches, etcd out of space', () => {
   it('with the NOSPACE alarm raised, locks made at once write nothing and releases still delete', async () => {
-    const own = await startEtcd(1)
-    deferCleanup(() => own.stop())
-    const client = newClient(own.endpoints)
-    deferCleanup(() => client.close())
+    const { client, endpoints } = await ownMember()
     const prefix = uniquePrefix('nospace')
-    const locker = newLocker({ prefix, retainLocks: 0, acquireLockTimeout: 1_500 }, own.endpoints)
+    const locker = newLocker({ prefix, retainLocks: 0, acquireLockTimeout: 1_500 }, endpoints)
     const held = Array.from({ length: 4 }, (_, i) => locker.newLock(`held-${i}`))
     for (const lock of held) await lock.lock(never(), () => {})
     // What etcd does once its backend passes --quota-backend-bytes: only reads and deletes.
