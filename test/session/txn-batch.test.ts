@@ -16,7 +16,7 @@ import {
   privateEtcd,
   startEtcd,
   uniquePrefix,
-  untilKeyCount,
+  untilNoKeys,
   within,
 } from '../harness/index.js'
 
@@ -79,7 +79,7 @@ describe('lock-cycle writes in batches', () => {
     // Unlocked at once: no hold lives to its contention watch's start (and its read).
     await Promise.all(locks.map((lock) => lock.unlock()))
     // unlock() resolves before etcd has the delete.
-    await untilKeyCount(client, `${prefix}/`, 0)
+    await untilNoKeys(client, `${prefix}/`)
     const [calls, committed] = await Promise.all([txnCalls(), proposals()])
     // 2 x COUNT Txn calls and as many proposals when each write was a call of its own.
     expect(calls - callsBefore).toBeLessThan((2 * COUNT) / 10)
@@ -310,6 +310,6 @@ describe('lock-cycle writes in batches, etcd out of space', () => {
     await Promise.all(releases)
     expect(await Promise.all(refused)).toEqual(['refused', 'refused', 'refused', 'refused'])
     expect(await client.getAll().prefix(`${prefix}/new-`).keys()).toEqual([])
-    await untilKeyCount(client, `${prefix}/held-`, 0)
+    await untilNoKeys(client, `${prefix}/held-`)
   })
 })
