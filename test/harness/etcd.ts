@@ -14,9 +14,11 @@ import {
   rmSync,
 } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { delimiter, dirname, join } from 'node:path'
+import { freePort } from './free-port.js'
+
+export { freePort }
 
 export const NO_ETCD_MESSAGE =
   'etcd not found: set ETCD_BIN (ETCD_BIN=$(scripts/etcd.sh 3.5) unpacks etcd 3.5 from Debian into .etcd/, installs nothing) or ETCD_ENDPOINTS, or install it (Debian/Ubuntu: apt-get install etcd-server etcd-client, macOS: brew install etcd)'
@@ -72,23 +74,6 @@ function isExecutable(path: string): boolean {
   } catch {
     return false
   }
-}
-
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() =>
-        typeof address === 'object' && address
-          ? resolve(address.port)
-          : reject(new Error('no port')),
-      )
-    })
-  })
 }
 
 /** TLS on the client port: etcd's certificate, and whether it demands client certificates. */
