@@ -82,8 +82,13 @@ export class LockRequest implements ContentionListener {
   private waitingOn: WaitingOn = 'local-request'
   private waitingFor: string | undefined
   private heldSince = 0
+  private started = 0
+  private reported = false
+  /** The lock's one timer while it waits: first the wait report, then acquireLockTimeout. */
+  private timer: NodeJS.Timeout | undefined
+  private stop: LinkedAbort | undefined
   /** Removes the session-lost listener of the hold. */
-  private forgetSessionLost: () => void = () => {}
+  private forgetSessionLost: () => void = noop
 
   constructor(
     private readonly context: LockContext,
@@ -91,6 +96,8 @@ export class LockRequest implements ContentionListener {
     readonly id: string,
     /** `P/<escaped id>/`: where this upload's queue lives in etcd. */
     readonly queuePrefix: string,
+    /** Where this request puts itself once it holds: its `Etcd3Lock`'s, which `unlock()` ends. */
+    private readonly slot: HoldSlot,
   ) {}
 
   /** Waits for the lock; resolves and rejects as `Etcd3Lock.lock()` documents. */
@@ -101,17 +108,12 @@ export class LockRequest implements ContentionListener {
     this.state = 'acquiring'
     this.requestRelease = requestRelease
     const started = Date.now()
-    const waitReport = setTimeout(() => {
-      if (this.state !== 'acquiring') return
-      this.context.emit('lockWaiting', {
-        id: this.id,
-        waitedMs: Date.now() - started,
-        waitingOn: this.waitingOn,
-        holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
-      })
-    }, LONG_WAIT_MS)
-    waitReport.unref()
-    const stop = new LinkedAbort(this.context.acquireLockTimeout, TIMED_OUT)
+    this.started = started
+    const stop = new LinkedAbort()
+    this.stop = stop
+    // One timer, not one each for the report and the timeout: a waiter's every object counts.
+    const first = Math.min(LONG_WAIT_MS, this.context.acquireLockTimeout)
+    this.timer = setTimeout(onWaitTimer, first, this)
     stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(this.context.closing)
     const queue = this.context.localQueue(this.queuePrefix)
@@ -124,8 +126,7 @@ export class LockRequest implements ContentionListener {
       // Behind another request of this process, as MemoryLocker: its ERR_LOCK_TIMEOUT.
       const error = caught === TIMED_OUT ? ERRORS.ERR_LOCK_TIMEOUT : caught
       this.state = 'done'
-      clearTimeout(waitReport)
-      stop.dispose()
+      this.endWait(stop)
       this.context.forgetQueue(this.queuePrefix)
       log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
       this.context.emit('lockFailed', { id: this.id, error })
@@ -160,8 +161,7 @@ export class LockRequest implements ContentionListener {
       this.context.emit('lockFailed', { id: this.id, error })
       throw error
     } finally {
-      clearTimeout(waitReport)
-      stop.dispose()
+      this.endWait(stop)
     }
     this.state = 'held'
     this.heldSince = Date.now()
@@ -173,7 +173,8 @@ export class LockRequest implements ContentionListener {
       String(entry.revision),
       retained ? ', kept from the last unlock' : '',
     )
-    this.forgetSessionLost = onAbort(entry.session.signal, this.onSessionLost)
+    this.forgetSessionLost = onAbort(entry.session.signal, () => this.askToRelease('session-lost'))
+    this.slot.holding = this
     if (this.watch === undefined) {
       this.watchTimer = setTimeout(() => {
         this.watchTimer = undefined
@@ -189,7 +190,7 @@ export class LockRequest implements ContentionListener {
       waitedMs: this.heldSince - started,
       retained,
     })
-    if (entry.session.isLost) this.onSessionLost()
+    if (entry.session.isLost) this.askToRelease('session-lost')
     if (this.contention !== undefined) this.askToRelease(this.contention)
     if (queue.size > 1) this.askToRelease('local-waiter')
   }
@@ -269,22 +270,17 @@ export class LockRequest implements ContentionListener {
         this.context.limit,
       )
       this.entry = entry
-      // A process frozen while it waited (GC, SIGSTOP) can wake to the news that it is first in
-      // a queue its expired lease has already left: hold only while the session is trusted.
-      const ours = () => {
-        if (session.isTrusted) return entry
-        session.markExpired('the lease deadline passed while this request waited')
-        throw stop.signal.reason
-      }
       try {
-        if (await abortable(entry.enqueue(), stop.signal)) return ours()
+        if (await abortable(entry.enqueue(), stop.signal)) return ours(entry, stop)
         for (;;) {
           const predecessor = await abortable(entry.predecessor(), stop.signal)
-          if (predecessor === undefined) return ours()
+          if (predecessor === undefined) return ours(entry, stop)
           log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
           this.waitingFor = predecessor.key.slice(this.queuePrefix.length)
           this.waitingOn = 'queue-entry'
-          if ((await entry.waitForTurn(predecessor, stop.signal)) === 'first') return ours()
+          if ((await entry.waitForTurn(predecessor, stop.signal)) === 'first') {
+            return ours(entry, stop)
+          }
         }
       } catch (error) {
         if (error instanceof EtcdLeaseInvalidError) {
@@ -330,7 +326,37 @@ export class LockRequest implements ContentionListener {
     })
   }
 
-  private readonly onSessionLost = () => this.askToRelease('session-lost')
+  /** The wait is over (held or given up): its timer and its links to the signals go. */
+  private endWait(stop: LinkedAbort): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.stop = undefined
+    stop.dispose()
+  }
+
+  /** The wait's timer: reports a long wait once, then times the request out. */
+  waitTimerFired(): void {
+    const stop = this.stop
+    if (this.state !== 'acquiring' || stop === undefined) return
+    const waitedMs = Date.now() - this.started
+    const timeout = this.context.acquireLockTimeout
+    if (waitedMs >= LONG_WAIT_MS && !this.reported) {
+      this.reported = true
+      this.context.emit('lockWaiting', {
+        id: this.id,
+        waitedMs,
+        waitingOn: this.waitingOn,
+        holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
+      })
+    }
+    if (this.state !== 'acquiring' || this.stop !== stop) return // ended by a listener
+    if (waitedMs >= timeout) {
+      this.timer = undefined
+      stop.abort(TIMED_OUT)
+    } else {
+      this.timer = setTimeout(onWaitTimer, timeout - waitedMs, this)
+    }
+  }
 
   /** Calls the holder's `requestRelease`, once per hold; its errors are logged, not thrown. */
   askToRelease(cause: ReleaseCause): void {
@@ -349,6 +375,28 @@ export class LockRequest implements ContentionListener {
       log.lock('%s: requestRelease threw: %s', this.queuePrefix, reason(error))
     }
   }
+}
+
+/** Where a request puts itself once it holds: one per `Etcd3Lock`, whose `unlock()` ends it. */
+export interface HoldSlot {
+  holding: LockRequest | undefined
+}
+
+const noop = () => {}
+
+function onWaitTimer(request: LockRequest): void {
+  request.waitTimerFired()
+}
+
+/**
+ * `entry` once ours is first. A process frozen while it waited (GC, SIGSTOP) can wake to the news
+ * that it is first in a queue its expired lease has already left: it holds only while the session
+ * is trusted.
+ */
+function ours(entry: QueueEntry, stop: LinkedAbort): QueueEntry {
+  if (entry.session.isTrusted) return entry
+  entry.session.markExpired('the lease deadline passed while this request waited')
+  throw stop.signal.reason
 }
 
 /** Refuses what `@tus/server` never passes, before any state changes or timer starts. */

@@ -1,5 +1,5 @@
 import type { Lock, RequestRelease } from '@tus/utils'
-import { type LockContext, LockRequest } from './lock-request.js'
+import { type HoldSlot, type LockContext, LockRequest } from './lock-request.js'
 
 /**
  * An upload lock (a `Lock` of `@tus/utils`), made by `Etcd3Locker.newLock(id)`. It behaves like
@@ -8,7 +8,8 @@ import { type LockContext, LockRequest } from './lock-request.js'
  * release, and times out with `ERRORS.ERR_LOCK_TIMEOUT`).
  */
 export class Etcd3Lock implements Lock {
-  private holding: LockRequest | undefined
+  /** The request that holds, set by the request itself as it takes the lock. */
+  private readonly slot: HoldSlot = { holding: undefined }
 
   constructor(
     private readonly context: LockContext,
@@ -26,10 +27,13 @@ export class Etcd3Lock implements Lock {
    * when this request's queue key is deleted by someone else while it waits.
    * `requestRelease` is called (at most once per hold) when another request wants this upload.
    */
-  async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
-    const request = new LockRequest(this.context, this.id, this.queuePrefix)
-    await request.lock(signal, requestRelease)
-    this.holding = request
+  lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+    // Not an async function: its suspended frame would stay with every waiter for as long as it
+    // waits (thousands in a process may), and the request sets the slot itself.
+    return new LockRequest(this.context, this.id, this.queuePrefix, this.slot).lock(
+      signal,
+      requestRelease,
+    )
   }
 
   /**
@@ -40,8 +44,8 @@ export class Etcd3Lock implements Lock {
    * holds nothing, resolves and does nothing.
    */
   unlock(): Promise<void> {
-    const request = this.holding
-    this.holding = undefined
+    const request = this.slot.holding
+    this.slot.holding = undefined
     return request?.unlock() ?? Promise.resolve()
   }
 
@@ -54,6 +58,6 @@ export class Etcd3Lock implements Lock {
         revision: bigint
       }
     | undefined {
-    return this.holding?.heldEntry()
+    return this.slot.holding?.heldEntry()
   }
 }

@@ -1,6 +1,6 @@
 import { type IEvent, type Namespace, Range } from 'etcd3'
 import { LockLostError } from '../errors.js'
-import { onAbort } from '../util/abort.js'
+import { listenForAbort, stopListeningForAbort } from '../util/abort.js'
 import { log } from '../util/log.js'
 import { namespacePrefix, watchHubOf } from '../watch/hub.js'
 import type { Watch, WatchListener } from '../watch/watch.js'
@@ -23,8 +23,6 @@ export interface Waiting {
 
 /** What the look (a read once etcd created the watch, or none needed) found. */
 type Look = 'pending' | 'waiting' | 'first' | 'look-again'
-
-const noop = () => {}
 
 /**
  * One wait of a queue entry for its predecessor's delete (protocol step 3), as one object that
@@ -51,7 +49,7 @@ export class TurnWait implements WatchListener {
   /** The watch saw the predecessor go first: `'first'`, once the look agrees. */
   private deleted = false
   private done = false
-  private forgetAbort: () => void = noop
+  private readonly onAbort = () => this.fail(this.signal.reason)
   private readonly wholeKey: string
   private readonly wholePredecessor: string
 
@@ -79,7 +77,7 @@ export class TurnWait implements WatchListener {
       this.reject(this.signal.reason)
       return
     }
-    this.forgetAbort = onAbort(this.signal, () => this.fail(this.signal.reason))
+    listenForAbort(this.signal, this.onAbort)
     const ns = namespacePrefix(this.client)
     const start = Buffer.from(
       this.predecessor.last ? ns + this.entry.queuePrefix : this.wholePredecessor,
@@ -168,7 +166,7 @@ export class TurnWait implements WatchListener {
   private end(): boolean {
     if (this.done) return false
     this.done = true
-    this.forgetAbort()
+    stopListeningForAbort(this.signal, this.onAbort)
     void this.watch?.cancel()
     return true
   }

@@ -15,12 +15,27 @@ const fanOuts = new WeakMap<AbortSignal, Set<() => void>>()
 export function onAbort(signal: AbortSignal, listener: () => void): () => void {
   if (signal.aborted) return noop
   const listeners = fanOutOf(signal)
-  // A function of its own: the same listener added twice is called twice, removed one at a time.
-  const call = () => listener()
+  // The same listener added twice is called twice and removed one at a time: a second one goes in
+  // as a function of its own. Most are added once and need none (a waiter may link several).
+  const call = listeners.has(listener) ? () => listener() : listener
   listeners.add(call)
   return () => {
     listeners.delete(call)
   }
+}
+
+/**
+ * {@link onAbort} for a listener that is given to `signal` once, and that removes itself with
+ * {@link stopListeningForAbort}: no function is made to remove it (a process may have
+ * thousands of waits, each listening to several signals).
+ */
+export function listenForAbort(signal: AbortSignal, listener: () => void): void {
+  if (!signal.aborted) fanOutOf(signal).add(listener)
+}
+
+/** Removes a listener {@link listenForAbort} added; does nothing when it is not there. */
+export function stopListeningForAbort(signal: AbortSignal, listener: () => void): void {
+  fanOuts.get(signal)?.delete(listener)
 }
 
 /** The set behind `signal`'s one listener of ours, made (and that listener added) on first use. */
@@ -29,24 +44,23 @@ function fanOutOf(signal: AbortSignal): Set<() => void> {
   if (known !== undefined) return known
   const listeners = new Set<() => void>()
   fanOuts.set(signal, listeners)
-  signal.addEventListener(
-    'abort',
-    () => {
-      fanOuts.delete(signal)
-      for (const call of [...listeners]) {
-        if (!listeners.delete(call)) continue // removed by a listener that ran before it
-        try {
-          call()
-        } catch (error) {
-          queueMicrotask(() => {
-            throw error
-          })
-        }
-      }
-    },
-    { once: true },
-  )
+  signal.addEventListener('abort', () => runFanOut(signal, listeners), { once: true })
   return listeners
+}
+
+/** Calls the listeners of `signal`'s fan-out, once it has aborted. */
+function runFanOut(signal: AbortSignal, listeners: Set<() => void>): void {
+  fanOuts.delete(signal)
+  for (const call of [...listeners]) {
+    if (!listeners.delete(call)) continue // removed by a listener that ran before it
+    try {
+      call()
+    } catch (error) {
+      queueMicrotask(() => {
+        throw error
+      })
+    }
+  }
 }
 
 const noop = () => {}
@@ -109,9 +123,22 @@ export function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | u
 export class LinkedAbort {
   private readonly controller = new AbortController()
   private readonly timer: NodeJS.Timeout | undefined
-  private readonly detach: Array<() => void> = []
+  /** The signals linked, each with the reason to abort with (`undefined`: the signal's own). */
+  private readonly sources: Array<{ signal: AbortSignal; reason: unknown }> = []
+  // One listener for every source, not closures per link: a process may have thousands waiting.
+  private readonly onSourceAbort = () => {
+    for (const { signal, reason } of this.sources) {
+      if (signal.aborted) {
+        this.abort(reason === undefined ? signal.reason : reason)
+        return
+      }
+    }
+  }
 
   constructor(timeoutMs?: number, timeoutReason?: unknown) {
+    // Its fan-out is run by abort() below, not by a listener on the signal: an EventTarget with a
+    // listener costs several hundred bytes more, for every request waiting.
+    fanOuts.set(this.controller.signal, new Set())
     if (timeoutMs !== undefined) {
       this.timer = setTimeout(() => this.abort(timeoutReason), timeoutMs)
     }
@@ -121,23 +148,34 @@ export class LinkedAbort {
     return this.controller.signal
   }
 
-  /** Also abort when `source` aborts, with `reason` (default: the source's own reason). */
+  /**
+   * Also abort when `source` aborts, with `reason` (default: the source's own reason). A source
+   * linked already keeps the reason it was linked with first.
+   */
   link(source: AbortSignal, reason?: unknown): void {
-    const why = () => (reason === undefined ? source.reason : reason)
     if (source.aborted) {
-      this.abort(why())
+      this.abort(reason === undefined ? source.reason : reason)
       return
     }
-    this.detach.push(onAbort(source, () => this.abort(why())))
+    if (this.controller.signal.aborted) return
+    if (this.sources.some((linked) => linked.signal === source)) return
+    this.sources.push({ signal: source, reason })
+    listenForAbort(source, this.onSourceAbort)
   }
 
   abort(reason: unknown): void {
-    if (!this.controller.signal.aborted) this.controller.abort(reason)
+    const signal = this.controller.signal
+    if (!signal.aborted) {
+      this.controller.abort(reason)
+      const listeners = fanOuts.get(signal)
+      if (listeners !== undefined) runFanOut(signal, listeners)
+    }
     this.dispose()
   }
 
   dispose(): void {
     clearTimeout(this.timer)
-    for (const undo of this.detach.splice(0)) undo()
+    for (const { signal } of this.sources.splice(0))
+      stopListeningForAbort(signal, this.onSourceAbort)
   }
 }

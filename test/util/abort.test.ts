@@ -5,7 +5,12 @@
  */
 import { EventEmitter } from 'node:events'
 import { describe, expect, it } from 'vitest'
-import { LinkedAbort, onAbort } from '../../src/util/abort.js'
+import {
+  LinkedAbort,
+  listenForAbort,
+  onAbort,
+  stopListeningForAbort,
+} from '../../src/util/abort.js'
 
 describe('onAbort', () => {
   it('calls each listener once, in the order added, and not once removed', () => {
@@ -107,5 +112,40 @@ describe('onAbort', () => {
     session.abort()
     expect(heard).toBe(true)
     expect(stop.signal.aborted).toBe(false)
+  })
+
+  it("a LinkedAbort's own listeners are called when a linked signal aborts, with its reason, and the signal has no listener of its own", () => {
+    const session = new AbortController()
+    const request = new AbortController()
+    const stop = new LinkedAbort()
+    stop.link(request.signal, 'request reason')
+    stop.link(session.signal)
+    // Linked again (a retry on the same session): the first link's reason stays.
+    stop.link(request.signal, 'another reason')
+    const heard: unknown[] = []
+    onAbort(stop.signal, () => heard.push(stop.signal.reason))
+    const listener = () => heard.push('listened')
+    listenForAbort(stop.signal, listener)
+    // Every waiting request has one: no EventTarget listener, which costs hundreds of bytes.
+    expect(EventEmitter.getEventListeners(stop.signal, 'abort')).toHaveLength(0)
+    request.abort('ignored')
+    expect(heard).toEqual(['request reason', 'listened'])
+    expect(stop.signal.aborted).toBe(true)
+    // Detached from the sources once aborted: the session's abort reaches nobody of it.
+    session.abort()
+    expect(heard).toHaveLength(2)
+  })
+
+  it('listenForAbort: a listener removed with stopListeningForAbort is not called; one on an aborted signal neither', () => {
+    const controller = new AbortController()
+    const calls: string[] = []
+    const a = () => calls.push('a')
+    const b = () => calls.push('b')
+    listenForAbort(controller.signal, a)
+    listenForAbort(controller.signal, b)
+    stopListeningForAbort(controller.signal, a)
+    controller.abort()
+    listenForAbort(controller.signal, a)
+    expect(calls).toEqual(['b'])
   })
 })
