@@ -83,9 +83,11 @@ export class LockRequest implements ContentionListener {
   private waitingFor: string | undefined
   private heldSince = 0
   private started = 0
-  private reported = false
-  /** The lock's one timer while it waits: first the wait report, then acquireLockTimeout. */
+  /** When the wait began on the monotonic clock: what acquireLockTimeout is measured from. */
+  private startedAt = 0
+  /** The wait's one timer: first the wait report (when one is due), then acquireLockTimeout. */
   private timer: NodeJS.Timeout | undefined
+  private reportDue = false
   private stop: LinkedAbort | undefined
   /** Removes the session-lost listener of the hold. */
   private forgetSessionLost: () => void = noop
@@ -109,11 +111,13 @@ export class LockRequest implements ContentionListener {
     this.requestRelease = requestRelease
     const started = Date.now()
     this.started = started
+    this.startedAt = performance.now()
     const stop = new LinkedAbort()
     this.stop = stop
     // One timer, not one each for the report and the timeout: a waiter's every object counts.
-    const first = Math.min(LONG_WAIT_MS, this.context.acquireLockTimeout)
-    this.timer = setTimeout(onWaitTimer, first, this)
+    const timeout = this.context.acquireLockTimeout
+    this.reportDue = timeout >= LONG_WAIT_MS
+    this.timer = setTimeout(onWaitTimer, this.reportDue ? LONG_WAIT_MS : timeout, this)
     stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(this.context.closing)
     const queue = this.context.localQueue(this.queuePrefix)
@@ -334,28 +338,31 @@ export class LockRequest implements ContentionListener {
     stop.dispose()
   }
 
-  /** The wait's timer: reports a long wait once, then times the request out. */
+  /**
+   * The wait's timer: the first firing reports the wait (when one is due), the next times the
+   * request out. Which one it is goes by the phase, not by the clock: a timer may fire a
+   * millisecond before the wall clock says its time has come.
+   */
   waitTimerFired(): void {
     const stop = this.stop
     if (this.state !== 'acquiring' || stop === undefined) return
-    const waitedMs = Date.now() - this.started
-    const timeout = this.context.acquireLockTimeout
-    if (waitedMs >= LONG_WAIT_MS && !this.reported) {
-      this.reported = true
+    if (this.reportDue) {
+      this.reportDue = false
       this.context.emit('lockWaiting', {
         id: this.id,
-        waitedMs,
+        waitedMs: Date.now() - this.started,
         waitingOn: this.waitingOn,
         holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
       })
+      if (this.state !== 'acquiring' || this.stop !== stop) return // ended by a listener
+      // The rest of acquireLockTimeout, on the monotonic clock (a wall clock set back while a
+      // request waits must not make it wait longer).
+      const left = this.context.acquireLockTimeout - (performance.now() - this.startedAt)
+      this.timer = setTimeout(onWaitTimer, Math.max(0, left), this)
+      return
     }
-    if (this.state !== 'acquiring' || this.stop !== stop) return // ended by a listener
-    if (waitedMs >= timeout) {
-      this.timer = undefined
-      stop.abort(TIMED_OUT)
-    } else {
-      this.timer = setTimeout(onWaitTimer, timeout - waitedMs, this)
-    }
+    this.timer = undefined
+    stop.abort(TIMED_OUT)
   }
 
   /** Calls the holder's `requestRelease`, once per hold; its errors are logged, not thrown. */

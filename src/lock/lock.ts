@@ -29,11 +29,16 @@ export class Etcd3Lock implements Lock {
    */
   lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     // Not an async function: its suspended frame would stay with every waiter for as long as it
-    // waits (thousands in a process may), and the request sets the slot itself.
-    return new LockRequest(this.context, this.id, this.queuePrefix, this.slot).lock(
-      signal,
-      requestRelease,
-    )
+    // waits (thousands in a process may), and the request sets the slot itself. It still never
+    // throws, as an async function would not (called without its object, say).
+    try {
+      return new LockRequest(this.context, this.id, this.queuePrefix, this.slot).lock(
+        signal,
+        requestRelease,
+      )
+    } catch (error) {
+      return Promise.reject(error)
+    }
   }
 
   /**

@@ -1,7 +1,7 @@
 /** Small helpers to wait on promises and timers without ever outliving an AbortSignal. */
 
 /** The listeners {@link onAbort} added to each signal, behind one listener of the signal's own. */
-const fanOuts = new WeakMap<AbortSignal, Set<() => void>>()
+const fanOuts = new WeakMap<AbortSignal, Set<(signal: AbortSignal) => void>>()
 
 /**
  * Calls `listener` once when `signal` aborts (not if it has already); returns what removes it.
@@ -19,8 +19,11 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
   // as a function of its own. Most are added once and need none (a waiter may link several).
   const call = listeners.has(listener) ? () => listener() : listener
   listeners.add(call)
+  let added = true
+  // Once only: the listener itself may be added again later, and this must not remove that.
   return () => {
-    listeners.delete(call)
+    if (added) listeners.delete(call)
+    added = false
   }
 }
 
@@ -29,38 +32,44 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
  * {@link stopListeningForAbort}: no function is made to remove it (a process may have
  * thousands of waits, each listening to several signals).
  */
-export function listenForAbort(signal: AbortSignal, listener: () => void): void {
+export function listenForAbort(signal: AbortSignal, listener: (signal: AbortSignal) => void): void {
   if (!signal.aborted) fanOutOf(signal).add(listener)
 }
 
 /** Removes a listener {@link listenForAbort} added; does nothing when it is not there. */
-export function stopListeningForAbort(signal: AbortSignal, listener: () => void): void {
+export function stopListeningForAbort(
+  signal: AbortSignal,
+  listener: (signal: AbortSignal) => void,
+): void {
   fanOuts.get(signal)?.delete(listener)
 }
 
 /** The set behind `signal`'s one listener of ours, made (and that listener added) on first use. */
-function fanOutOf(signal: AbortSignal): Set<() => void> {
+function fanOutOf(signal: AbortSignal): Set<(signal: AbortSignal) => void> {
   const known = fanOuts.get(signal)
   if (known !== undefined) return known
-  const listeners = new Set<() => void>()
+  const listeners = new Set<(signal: AbortSignal) => void>()
   fanOuts.set(signal, listeners)
   signal.addEventListener('abort', () => runFanOut(signal, listeners), { once: true })
   return listeners
 }
 
-/** Calls the listeners of `signal`'s fan-out, once it has aborted. */
-function runFanOut(signal: AbortSignal, listeners: Set<() => void>): void {
-  fanOuts.delete(signal)
+/**
+ * Calls the listeners of `signal`'s fan-out (with the signal), once it has aborted. The set stays
+ * known until they have run, so that one of them can still remove a later one.
+ */
+function runFanOut(signal: AbortSignal, listeners: Set<(signal: AbortSignal) => void>): void {
   for (const call of [...listeners]) {
     if (!listeners.delete(call)) continue // removed by a listener that ran before it
     try {
-      call()
+      call(signal)
     } catch (error) {
       queueMicrotask(() => {
         throw error
       })
     }
   }
+  fanOuts.delete(signal)
 }
 
 const noop = () => {}
@@ -126,13 +135,10 @@ export class LinkedAbort {
   /** The signals linked, each with the reason to abort with (`undefined`: the signal's own). */
   private readonly sources: Array<{ signal: AbortSignal; reason: unknown }> = []
   // One listener for every source, not closures per link: a process may have thousands waiting.
-  private readonly onSourceAbort = () => {
-    for (const { signal, reason } of this.sources) {
-      if (signal.aborted) {
-        this.abort(reason === undefined ? signal.reason : reason)
-        return
-      }
-    }
+  private readonly onSourceAbort = (source: AbortSignal) => {
+    const linked = this.sources.find(({ signal }) => signal === source)
+    if (linked !== undefined)
+      this.abort(linked.reason === undefined ? source.reason : linked.reason)
   }
 
   constructor(timeoutMs?: number, timeoutReason?: unknown) {

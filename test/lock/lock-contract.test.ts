@@ -97,6 +97,21 @@ describe.each(deployments)('the Lock contract: %s', (_name, deploy) => {
     await waiter.unlock()
   })
 
+  it('a holder asked to release as its lock() resolves, that unlocks at once, hands the upload to the waiter', async () => {
+    const [a, b] = deploy(5_000)
+    const holder = a.newLock('upload')
+    // The waiter comes while the holder's lock() is still on its way: the holder is asked as
+    // soon as it holds, before its lock() has resolved, and unlocks from requestRelease itself.
+    const holding = holder.lock(never(), () => {
+      void holder.unlock()
+    })
+    const waiter = b.newLock('upload')
+    const waiting = waiter.lock(never(), () => {})
+    await holding
+    await within(waiting, 3_000, 'the waiter holds')
+    await waiter.unlock()
+  })
+
   it('a second lock() while the first waits: each holds in turn, one unlock() each', async () => {
     const [a, b] = deploy(5_000)
     const holder = b.newLock('upload')

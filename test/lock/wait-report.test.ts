@@ -54,6 +54,46 @@ describe('a lock() that waits', () => {
   })
 })
 
+describe('lockWaiting, for many waits at once', () => {
+  it('each of 100 lock() calls waiting between 1 s and their timeout is reported once, at about 1 s', async () => {
+    const locker = newLocker({
+      prefix: uniquePrefix('wait-report-many'),
+      acquireLockTimeout: 5_000,
+    })
+    const ids = Array.from({ length: 100 }, (_, i) => `u${i}`)
+    const held = await Promise.all(
+      ids.map(async (id) => {
+        const lock = locker.newLock(id)
+        await lock.lock(never, () => {})
+        return lock
+      }),
+    )
+    const reported = new Map<string, number>()
+    const all = signal()
+    locker.on('lockWaiting', ({ id }) => {
+      reported.set(id, (reported.get(id) ?? 0) + 1)
+      if (reported.size === ids.length) all.fire()
+    })
+    // Behind a request of this process: they wait in the local queue until the test unlocks.
+    // They come one by one, from timers, as requests do: the event loop's clock then lags the
+    // wall clock a little when each starts (the report used to be skipped for some of them).
+    const waiting = ids.map(async (id, i) => {
+      await new Promise((resolve) => setTimeout(resolve, i * 3))
+      const lock = locker.newLock(id)
+      await lock.lock(never, () => {})
+      return lock
+    })
+    for (const wait of waiting) wait.catch(() => {}) // a failed test closes the locker
+    await within(all.promise, 3_500, 'lockWaiting for all 100').catch((error: Error) => {
+      throw new Error(`${error.message}: ${reported.size} of them reported`)
+    })
+    await Promise.all(held.map((lock) => lock.unlock()))
+    const locks = await within(Promise.all(waiting), 5_000, 'every waiter holds')
+    await Promise.all(locks.map((lock) => lock.unlock()))
+    expect([...reported.values()].every((count) => count === 1)).toBe(true)
+  })
+})
+
 describe('the debug log', () => {
   it('prints revisions as numbers, not as BigInt literals (2n)', async () => {
     const lines = captureLog('lock')

@@ -148,4 +148,41 @@ describe('onAbort', () => {
     listenForAbort(controller.signal, a)
     expect(calls).toEqual(['b'])
   })
+
+  it('a LinkedAbort aborts with the reason of the signal that aborted first, even while another linked one is telling its listeners', () => {
+    const request = new AbortController()
+    const closing = new AbortController()
+    // A listener of the request's signal, added before lock() linked it, closes the locker.
+    request.signal.addEventListener('abort', () => closing.abort('closed'))
+    const stop = new LinkedAbort()
+    stop.link(request.signal, 'timed out')
+    stop.link(closing.signal)
+    request.abort()
+    expect(stop.signal.reason).toBe('closed')
+  })
+
+  it("onAbort's remover removes its own registration only, once", () => {
+    const controller = new AbortController()
+    let calls = 0
+    const listener = () => calls++
+    const remove = onAbort(controller.signal, listener)
+    remove()
+    onAbort(controller.signal, listener)
+    remove()
+    controller.abort()
+    expect(calls).toBe(1)
+  })
+
+  it('a listener removed with stopListeningForAbort by an earlier one, during the abort, is not called', () => {
+    const controller = new AbortController()
+    const calls: string[] = []
+    const later = () => calls.push('later')
+    listenForAbort(controller.signal, () => {
+      calls.push('first')
+      stopListeningForAbort(controller.signal, later)
+    })
+    listenForAbort(controller.signal, later)
+    controller.abort()
+    expect(calls).toEqual(['first'])
+  })
 })
