@@ -354,7 +354,8 @@ export class LockRequest implements ContentionListener {
         waitingOn: this.waitingOn,
         holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
       })
-      if (this.state !== 'acquiring' || this.stop !== stop) return // ended by a listener
+      // Ended by a listener (its abort reaches the request a microtask later).
+      if (this.state !== 'acquiring' || this.stop !== stop || stop.signal.aborted) return
       // The rest of acquireLockTimeout, on the monotonic clock (a wall clock set back while a
       // request waits must not make it wait longer).
       const left = this.context.acquireLockTimeout - (performance.now() - this.startedAt)

@@ -16,8 +16,9 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
   if (signal.aborted) return noop
   const listeners = fanOutOf(signal)
   // The same listener added twice is called twice and removed one at a time: a second one goes in
-  // as a function of its own. Most are added once and need none (a waiter may link several).
-  const call = listeners.has(listener) ? () => listener() : listener
+  // as a function of its own, and so does one that takes arguments (the fan-out passes the
+  // signal, which `resolve` or a bound `abort` would take). Most need none.
+  const call = listener.length === 0 && !listeners.has(listener) ? listener : () => listener()
   listeners.add(call)
   let added = true
   // Once only: the listener itself may be added again later, and this must not remove that.

@@ -69,8 +69,10 @@ describe('lockWaiting, for many waits at once', () => {
       }),
     )
     const reported = new Map<string, number>()
+    const waited: number[] = []
     const all = signal()
-    locker.on('lockWaiting', ({ id }) => {
+    locker.on('lockWaiting', ({ id, waitedMs }) => {
+      waited.push(waitedMs)
       reported.set(id, (reported.get(id) ?? 0) + 1)
       if (reported.size === ids.length) all.fire()
     })
@@ -91,6 +93,9 @@ describe('lockWaiting, for many waits at once', () => {
     const locks = await within(Promise.all(waiting), 5_000, 'every waiter holds')
     await Promise.all(locks.map((lock) => lock.unlock()))
     expect([...reported.values()].every((count) => count === 1)).toBe(true)
+    // At about a second (a timer may fire a little early by the wall clock), not at the timeout.
+    expect(Math.min(...waited)).toBeGreaterThanOrEqual(900)
+    expect(Math.max(...waited)).toBeLessThan(2_500)
   })
 })
 

@@ -149,7 +149,7 @@ describe('onAbort', () => {
     expect(calls).toEqual(['b'])
   })
 
-  it('a LinkedAbort aborts with the reason of the signal that aborted first, even while another linked one is telling its listeners', () => {
+  it('a LinkedAbort aborts with the reason of the linked signal whose abort reaches it first, not of the first one linked', () => {
     const request = new AbortController()
     const closing = new AbortController()
     // A listener of the request's signal, added before lock() linked it, closes the locker.
