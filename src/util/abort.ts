@@ -126,13 +126,12 @@ export function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | u
 }
 
 /**
- * One AbortController that aborts after `timeoutMs` or when any linked signal aborts, with that
- * cause's reason. `dispose()` detaches it from the sources (their listeners would pile up on a
- * long-lived signal such as a session's).
+ * One AbortController that aborts when any linked signal aborts (or {@link abort} is called),
+ * with that cause's reason. `dispose()` detaches it from the sources (their listeners would pile
+ * up on a long-lived signal such as a session's).
  */
 export class LinkedAbort {
   private readonly controller = new AbortController()
-  private readonly timer: NodeJS.Timeout | undefined
   /** The signals linked, each with the reason to abort with (`undefined`: the signal's own). */
   private readonly sources: Array<{ signal: AbortSignal; reason: unknown }> = []
   // One listener for every source, not closures per link: a process may have thousands waiting.
@@ -142,13 +141,10 @@ export class LinkedAbort {
       this.abort(linked.reason === undefined ? source.reason : linked.reason)
   }
 
-  constructor(timeoutMs?: number, timeoutReason?: unknown) {
+  constructor() {
     // Its fan-out is run by abort() below, not by a listener on the signal: an EventTarget with a
     // listener costs several hundred bytes more, for every request waiting.
     fanOuts.set(this.controller.signal, new Set())
-    if (timeoutMs !== undefined) {
-      this.timer = setTimeout(() => this.abort(timeoutReason), timeoutMs)
-    }
   }
 
   get signal(): AbortSignal {
@@ -181,7 +177,6 @@ export class LinkedAbort {
   }
 
   dispose(): void {
-    clearTimeout(this.timer)
     for (const { signal } of this.sources.splice(0))
       stopListeningForAbort(signal, this.onSourceAbort)
   }
