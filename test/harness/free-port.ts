@@ -21,14 +21,19 @@ export async function freePort(): Promise<number> {
   if (below !== undefined && below - LOWEST >= 1_000) {
     for (let tries = 0; tries < 100; tries++) {
       const port = LOWEST + randomInt(below - LOWEST)
-      if (handedOut.has(port) || !(await canListen(port))) continue
+      if (handedOut.has(port)) continue
+      const free = await bindAndRelease(port).then(
+        () => true,
+        () => false,
+      )
+      if (!free) continue
       handedOut.add(port)
       return port
     }
   }
   // Not Linux, or a range that leaves no room below: the kernel's choice.
   for (;;) {
-    const port = await anyFreePort()
+    const port = await bindAndRelease(0)
     if (handedOut.has(port)) continue
     handedOut.add(port)
     return port
@@ -46,21 +51,13 @@ function ephemeralRangeStart(): number | undefined {
   }
 }
 
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', () => resolve(false))
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
-  })
-}
-
-function anyFreePort(): Promise<number> {
+/** Binds `port` on 127.0.0.1 (0: one the kernel picks) and lets it go; resolves with it. */
+function bindAndRelease(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer()
     server.unref()
-    server.on('error', reject)
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', reject)
+    server.listen(port, '127.0.0.1', () => {
       const address = server.address()
       server.close(() =>
         typeof address === 'object' && address
