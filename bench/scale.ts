@@ -4,6 +4,7 @@
  * every waiter holds once the holder closes, against a floor measured first in the same run: N
  * puts on a lease through the holder's client, 500 at a time.
  */
+import { availableParallelism } from 'node:os'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { Etcd3 } from 'etcd3'
@@ -41,6 +42,26 @@ async function putsOnALease(ctx: BenchContext, etcd: Etcd3, count: number): Prom
   return (performance.now() - started) / 1e3
 }
 
+/** CPU seconds spent by this process (every thread: JavaScript, GC, gRPC) and by etcd. */
+interface CpuSpent {
+  client: number
+  etcd: number
+}
+
+/**
+ * Where a phase's time goes on this machine: the CPU this process and etcd spent in it. Their sum
+ * over the cores is how long the phase must take here, however its work is overlapped.
+ */
+async function cpuMeter(ctx: BenchContext): Promise<() => Promise<CpuSpent>> {
+  const etcdCpu = () => etcdMetricSum(ctx.hosts, 'process_cpu_seconds_total')
+  const etcdBefore = await etcdCpu()
+  const clientBefore = process.cpuUsage()
+  return async () => {
+    const { user, system } = process.cpuUsage(clientBefore)
+    return { client: (user + system) / 1e6, etcd: (await etcdCpu()) - etcdBefore }
+  }
+}
+
 async function inBatches(count: number, size: number, op: (i: number) => Promise<unknown>) {
   for (let start = 0; start < count; start += size) {
     await Promise.all(
@@ -60,12 +81,17 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   ctx.defer(() => waiter.close())
   ctx.defer(() => holder.close())
   await Promise.all([holder.ready(), waiter.ready()])
+  let meter = await cpuMeter(ctx)
   const floorSeconds = await putsOnALease(ctx, holderClient, count)
+  const floorCpu = await meter()
+  // Before the heap is measured: the meter's read of etcd's metrics must not count as the holds'.
+  meter = await cpuMeter(ctx)
   const before = heapAfterGc()
 
   const holdStart = performance.now()
   await inBatches(count, 500, (i) => holder.newLock(`scale-${i}`).lock(never(), noop))
   const holdSeconds = (performance.now() - holdStart) / 1e3
+  const holdCpu = await meter()
   // What etcd counts once every hold's contention watch (50 ms into the hold) is in place, before
   // any waiter: a waiter ends the watch of the hold it queues behind (its holder was told).
   const etcdWatchers = () => etcdMetricSum(ctx.hosts, 'etcd_debugging_mvcc_watcher_total')
@@ -83,6 +109,7 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
   }
   const held = heapAfterGc()
 
+  meter = await cpuMeter(ctx)
   const waitStart = performance.now()
   let failed: unknown
   const acquired: Array<Promise<{ unlock(): Promise<void> }>> = []
@@ -114,6 +141,7 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
   const queueSeconds = (performance.now() - waitStart) / 1e3
+  const queueCpu = await meter()
   const during = heapAfterGc()
   const waiterWatchers = waiter.watchCounters.watchesOpen
 
@@ -131,6 +159,15 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
     unit: 'ratio',
     value: round(seconds / floorSeconds),
     goal: { value: goal, higherIsBetter: false },
+  })
+  const cores = availableParallelism()
+  // How long a phase must take on this machine: the CPU it spent, over the cores.
+  const cpuBound = (cpu: CpuSpent) => (cpu.client + cpu.etcd) / cores
+  const cpuRow = (phase: string, seconds: number, cpu: CpuSpent): Result => ({
+    scenario: S,
+    name: `${phase} took ${round(seconds * 1e3, 0)} ms: CPU of this process (${round(cpu.client * 1e3, 0)} ms) + etcd (${round(cpu.etcd * 1e3, 0)} ms) over ${cores} cores, the least time this machine allows`,
+    unit: 'ms',
+    value: round(cpuBound(cpu) * 1e3, 0),
   })
   const perLock = (name: string, bytes: number): Result => ({
     scenario: S,
@@ -164,6 +201,9 @@ export async function scale(ctx: BenchContext): Promise<Result[]> {
       unit: 'ms',
       value: round(releaseSeconds * 1e3, 0),
     },
+    cpuRow('floor', floorSeconds, floorCpu),
+    cpuRow('hold', holdSeconds, holdCpu),
+    cpuRow('queue', queueSeconds, queueCpu),
     ratio('hold / floor', holdSeconds, 0.5),
     ratio('queue / floor', queueSeconds, 1),
     ratio('close() -> every waiter holds / floor', releaseSeconds, 0.5),
