@@ -1,3 +1,5 @@
+import { onAbort, type StopSignal } from '../util/abort.js'
+
 /**
  * Protocol step 1: the requests of this process for one upload, first come first served. Only
  * the head talks to etcd; two requests of one process would otherwise share one session key.
@@ -18,26 +20,26 @@ export class LocalQueue<T> {
    * Joins the queue and resolves once `item` is at its head. When `signal` aborts first, `item`
    * leaves the queue and the promise rejects with `signal.reason`.
    */
-  waitTurn(item: T, signal: AbortSignal): Promise<void> {
+  waitTurn(item: T, signal: StopSignal): Promise<void> {
     if (signal.aborted) return Promise.reject(signal.reason)
     return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        if (this.head === item) return // its turn came first; the caller handles the abort
-        this.remove(item)
-        reject(signal.reason)
-      }
+      let stopListening: (() => void) | undefined
       this.entries.push({
         item,
         takeTurn: () => {
-          signal.removeEventListener('abort', onAbort)
+          stopListening?.()
           resolve()
         },
       })
       if (this.entries.length === 1) {
         this.giveTurn()
-      } else {
-        signal.addEventListener('abort', onAbort, { once: true })
+        return
       }
+      stopListening = onAbort(signal, () => {
+        if (this.head === item) return // its turn came first; the caller handles the abort
+        this.remove(item)
+        reject(signal.reason)
+      })
     })
   }
 

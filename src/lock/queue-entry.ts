@@ -4,7 +4,7 @@ import { lockCallOptions, retryWhileSessionLives } from '../session/etcd-calls.j
 import { readBatchOf } from '../session/read-batch.js'
 import type { Session } from '../session/session.js'
 import { txnBatchOf } from '../session/txn-batch.js'
-import { abortable } from '../util/abort.js'
+import { abortable, type StopSignal } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { type Predecessor, TurnWait } from './turn-wait.js'
 
@@ -147,7 +147,7 @@ export class QueueEntry {
    * @throws LockLostError when our own key is deleted first (by hand, or its lease revoked):
    *   holding on the predecessor's delete alone would make two holders.
    */
-  waitForTurn(predecessor: Predecessor, signal: AbortSignal): Promise<'first' | 'look-again'> {
+  waitForTurn(predecessor: Predecessor, signal: StopSignal): Promise<'first' | 'look-again'> {
     return new Promise((resolve, reject) => {
       new TurnWait(this.client, this, predecessor, signal, resolve, reject).start()
     })

@@ -1,5 +1,5 @@
 import type { Namespace } from 'etcd3'
-import { abortable, onAbort, settledWithin } from '../util/abort.js'
+import { abortable, onAbort, type StopSignal, settledWithin } from '../util/abort.js'
 import { log } from '../util/log.js'
 import { type ContentionListener, ContentionWatch } from './contention-watch.js'
 import type { QueueEntry } from './queue-entry.js'
@@ -118,7 +118,7 @@ export class Retention {
   async take(
     queuePrefix: string,
     listener: ContentionListener,
-    signal: AbortSignal,
+    signal: StopSignal,
   ): Promise<KeptKey | undefined> {
     const releasing = this.releasing.get(queuePrefix)
     if (releasing) await abortable(releasing, signal).catch(() => undefined)

@@ -1,6 +1,6 @@
 import { type IEvent, type Namespace, Range } from 'etcd3'
 import { LockLostError } from '../errors.js'
-import { listenForAbort, stopListeningForAbort } from '../util/abort.js'
+import { listenForAbort, type StopSignal, stopListeningForAbort } from '../util/abort.js'
 import { log } from '../util/log.js'
 import { namespacePrefix, watchHubOf } from '../watch/hub.js'
 import type { Watch, WatchListener } from '../watch/watch.js'
@@ -57,7 +57,7 @@ export class TurnWait implements WatchListener {
     private readonly client: Namespace,
     private readonly entry: Waiting,
     private readonly predecessor: Predecessor,
-    private readonly signal: AbortSignal,
+    private readonly signal: StopSignal,
     private readonly resolve: (outcome: 'first' | 'look-again') => void,
     private readonly reject: (error: unknown) => void,
     /**

@@ -1,5 +1,5 @@
 import type { Namespace } from 'etcd3'
-import { onAbort } from '../util/abort.js'
+import { onAbort, type StopSignal } from '../util/abort.js'
 import { log } from '../util/log.js'
 import { namespacePrefix, watchHubOf } from '../watch/hub.js'
 
@@ -19,7 +19,7 @@ export function deletedOrInterrupted(
   client: Namespace,
   key: string,
   fromRevision: bigint | 'now',
-  signal: AbortSignal,
+  signal: StopSignal,
   onWatching?: (revision: bigint) => void,
 ): Promise<'deleted' | 'interrupted'> {
   if (signal.aborted) return Promise.reject(signal.reason)

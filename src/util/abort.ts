@@ -1,7 +1,18 @@
-/** Small helpers to wait on promises and timers without ever outliving an AbortSignal. */
+/** Small helpers to wait on promises and timers without ever outliving an abort signal. */
 
-/** The listeners {@link onAbort} added to each signal, behind one listener of the signal's own. */
-const fanOuts = new WeakMap<AbortSignal, Set<(signal: AbortSignal) => void>>()
+/**
+ * What a wait listens to: an `AbortSignal`, or a {@link LinkedAbort} (which is its own, lighter
+ * signal). Listen to it with {@link onAbort} or {@link listenForAbort}, never `addEventListener`.
+ */
+export interface StopSignal {
+  readonly aborted: boolean
+  readonly reason: unknown
+}
+
+type Listener = (signal: StopSignal) => void
+
+/** The listeners {@link onAbort} added to each AbortSignal, behind one listener of the signal's own. */
+const fanOuts = new WeakMap<AbortSignal, Set<Listener>>()
 
 /**
  * Calls `listener` once when `signal` aborts (not if it has already); returns what removes it.
@@ -12,18 +23,17 @@ const fanOuts = new WeakMap<AbortSignal, Set<(signal: AbortSignal) => void>>()
  * not either, and one that throws does not stop the rest (its error is thrown on its own, as
  * an EventTarget's listener's would be).
  */
-export function onAbort(signal: AbortSignal, listener: () => void): () => void {
+export function onAbort(signal: StopSignal, listener: () => void): () => void {
   if (signal.aborted) return noop
-  const listeners = fanOutOf(signal)
   // The same listener added twice is called twice and removed one at a time: a second one goes in
   // as a function of its own, and so does one that takes arguments (the fan-out passes the
   // signal, which `resolve` or a bound `abort` would take). Most need none.
-  const call = listener.length === 0 && !listeners.has(listener) ? listener : () => listener()
-  listeners.add(call)
+  const call = listener.length === 0 && !isListening(signal, listener) ? listener : () => listener()
+  listenForAbort(signal, call)
   let added = true
   // Once only: the listener itself may be added again later, and this must not remove that.
   return () => {
-    if (added) listeners.delete(call)
+    if (added) stopListeningForAbort(signal, call)
     added = false
   }
 }
@@ -33,23 +43,28 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
  * {@link stopListeningForAbort}: no function is made to remove it (a process may have
  * thousands of waits, each listening to several signals).
  */
-export function listenForAbort(signal: AbortSignal, listener: (signal: AbortSignal) => void): void {
-  if (!signal.aborted) fanOutOf(signal).add(listener)
+export function listenForAbort(signal: StopSignal, listener: Listener): void {
+  if (signal.aborted) return
+  if (signal instanceof LinkedAbort) signal.addListener(listener)
+  else fanOutOf(signal as AbortSignal).add(listener)
 }
 
 /** Removes a listener {@link listenForAbort} added; does nothing when it is not there. */
-export function stopListeningForAbort(
-  signal: AbortSignal,
-  listener: (signal: AbortSignal) => void,
-): void {
-  fanOuts.get(signal)?.delete(listener)
+export function stopListeningForAbort(signal: StopSignal, listener: Listener): void {
+  if (signal instanceof LinkedAbort) signal.removeListener(listener)
+  else fanOuts.get(signal as AbortSignal)?.delete(listener)
+}
+
+function isListening(signal: StopSignal, listener: Listener): boolean {
+  if (signal instanceof LinkedAbort) return signal.hasListener(listener)
+  return fanOuts.get(signal as AbortSignal)?.has(listener) ?? false
 }
 
 /** The set behind `signal`'s one listener of ours, made (and that listener added) on first use. */
-function fanOutOf(signal: AbortSignal): Set<(signal: AbortSignal) => void> {
+function fanOutOf(signal: AbortSignal): Set<Listener> {
   const known = fanOuts.get(signal)
   if (known !== undefined) return known
-  const listeners = new Set<(signal: AbortSignal) => void>()
+  const listeners = new Set<Listener>()
   fanOuts.set(signal, listeners)
   signal.addEventListener('abort', () => runFanOut(signal, listeners), { once: true })
   return listeners
@@ -59,24 +74,29 @@ function fanOutOf(signal: AbortSignal): Set<(signal: AbortSignal) => void> {
  * Calls the listeners of `signal`'s fan-out (with the signal), once it has aborted. The set stays
  * known until they have run, so that one of them can still remove a later one.
  */
-function runFanOut(signal: AbortSignal, listeners: Set<(signal: AbortSignal) => void>): void {
+function runFanOut(signal: AbortSignal, listeners: Set<Listener>): void {
   for (const call of [...listeners]) {
     if (!listeners.delete(call)) continue // removed by a listener that ran before it
-    try {
-      call(signal)
-    } catch (error) {
-      queueMicrotask(() => {
-        throw error
-      })
-    }
+    callListener(call, signal)
   }
   fanOuts.delete(signal)
+}
+
+/** Calls `listener`; what it throws is thrown on its own, and the other listeners still run. */
+function callListener(listener: Listener, signal: StopSignal): void {
+  try {
+    listener(signal)
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error
+    })
+  }
 }
 
 const noop = () => {}
 
 /** Resolves with `promise`, or rejects with `signal.reason` as soon as the signal aborts. */
-export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+export function abortable<T>(promise: Promise<T>, signal: StopSignal): Promise<T> {
   if (signal.aborted) return Promise.reject(signal.reason)
   return new Promise<T>((resolve, reject) => {
     const remove = onAbort(signal, () => reject(signal.reason))
@@ -94,7 +114,7 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<
 }
 
 /** Waits `ms`, or rejects with `signal.reason` when it aborts first. */
-export function delay(ms: number, signal: AbortSignal): Promise<void> {
+export function delay(ms: number, signal: StopSignal): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason)
   return new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -126,58 +146,101 @@ export function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | u
 }
 
 /**
- * One AbortController that aborts when any linked signal aborts (or {@link abort} is called),
- * with that cause's reason. `dispose()` detaches it from the sources (their listeners would pile
- * up on a long-lived signal such as a session's).
+ * Aborts when any linked signal aborts (or {@link abort} is called), with that cause's reason.
+ * `dispose()` detaches it from the sources (their listeners would pile up on a long-lived signal
+ * such as a session's).
+ *
+ * It is its own signal ({@link StopSignal}), not an AbortController's: a process may have
+ * thousands of requests waiting, and an AbortSignal is an EventTarget with two Maps of its own
+ * and a listener set of ours beside it, about 800 bytes a request. Its few listeners (the wait
+ * of the moment) are an array, called as an EventTarget's would be (see {@link onAbort}).
  */
-export class LinkedAbort {
-  private readonly controller = new AbortController()
-  /** The signals linked, each with the reason to abort with (`undefined`: the signal's own). */
-  private readonly sources: Array<{ signal: AbortSignal; reason: unknown }> = []
-  // One listener for every source, not closures per link: a process may have thousands waiting.
-  private readonly onSourceAbort = (source: AbortSignal) => {
-    const linked = this.sources.find(({ signal }) => signal === source)
-    if (linked !== undefined)
-      this.abort(linked.reason === undefined ? source.reason : linked.reason)
+export class LinkedAbort implements StopSignal {
+  aborted = false
+  reason: unknown = undefined
+  /** Who hears the abort, in the order added; made on first use. */
+  private listeners: Array<(signal: StopSignal) => void> | undefined
+  /** The signals linked, each followed by the reason to abort with (`undefined`: its own). */
+  private readonly sources: unknown[] = []
+  // One listener for every source, not closures per link.
+  private readonly onSourceAbort = (source: StopSignal) => {
+    const at = this.sources.indexOf(source)
+    if (at < 0) return
+    const reason = this.sources[at + 1]
+    this.abort(reason === undefined ? source.reason : reason)
   }
 
-  constructor() {
-    // Its fan-out is run by abort() below, not by a listener on the signal: an EventTarget with a
-    // listener costs several hundred bytes more, for every request waiting.
-    fanOuts.set(this.controller.signal, new Set())
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal
+  /** The signal the waits listen to: this object itself. */
+  get signal(): StopSignal {
+    return this
   }
 
   /**
    * Also abort when `source` aborts, with `reason` (default: the source's own reason). A source
    * linked already keeps the reason it was linked with first.
    */
-  link(source: AbortSignal, reason?: unknown): void {
+  link(source: StopSignal, reason?: unknown): void {
     if (source.aborted) {
       this.abort(reason === undefined ? source.reason : reason)
       return
     }
-    if (this.controller.signal.aborted) return
-    if (this.sources.some((linked) => linked.signal === source)) return
-    this.sources.push({ signal: source, reason })
+    if (this.aborted) return
+    if (this.sources.includes(source)) return
+    this.sources.push(source, reason)
     listenForAbort(source, this.onSourceAbort)
   }
 
   abort(reason: unknown): void {
-    const signal = this.controller.signal
-    if (!signal.aborted) {
-      this.controller.abort(reason)
-      const listeners = fanOuts.get(signal)
-      if (listeners !== undefined) runFanOut(signal, listeners)
+    if (!this.aborted) {
+      this.aborted = true
+      // As AbortController.abort() does: no reason is an AbortError.
+      this.reason =
+        reason === undefined ? new DOMException('This operation was aborted', 'AbortError') : reason
+      const listeners = this.listeners
+      this.listeners = undefined
+      if (listeners !== undefined) this.callListeners(listeners)
     }
     this.dispose()
   }
 
   dispose(): void {
-    for (const { signal } of this.sources.splice(0))
-      stopListeningForAbort(signal, this.onSourceAbort)
+    const { sources } = this
+    for (let i = 0; i < sources.length; i += 2) {
+      stopListeningForAbort(sources[i] as StopSignal, this.onSourceAbort)
+    }
+    sources.length = 0
+  }
+
+  /** @internal For {@link listenForAbort}. */
+  addListener(listener: (signal: StopSignal) => void): void {
+    if (this.aborted) return
+    if (this.listeners === undefined) this.listeners = []
+    this.listeners.push(listener)
+  }
+
+  /** @internal For {@link stopListeningForAbort}; also during the abort, as for a signal. */
+  removeListener(listener: (signal: StopSignal) => void): void {
+    const list = this.running ?? this.listeners
+    const at = list?.indexOf(listener) ?? -1
+    if (at >= 0) list?.splice(at, 1)
+  }
+
+  /** @internal Whether `listener` is listening (onAbort tells a second add of one apart). */
+  hasListener(listener: (signal: StopSignal) => void): boolean {
+    return this.listeners?.includes(listener) ?? false
+  }
+
+  /** The listeners being called now: one of them may still remove a later one. */
+  private running: Array<(signal: StopSignal) => void> | undefined
+
+  private callListeners(listeners: Array<(signal: StopSignal) => void>): void {
+    this.running = listeners
+    for (const call of listeners.slice()) {
+      const at = listeners.indexOf(call)
+      if (at < 0) continue // removed by a listener that ran before it
+      listeners.splice(at, 1)
+      callListener(call, this)
+    }
+    this.running = undefined
   }
 }
