@@ -393,7 +393,20 @@ export async function endToEnd(ctx: BenchContext): Promise<Result[]> {
     }
   }
   const rate = (s: Side) => s.uploads / s.seconds
+  // The protocol's floor for the ratio below: an upload through the etcd side must cost at least
+  // the POST's two writes in a row (its lock's enqueue, then the record's fenced write; PATCHes
+  // and the HEAD take the kept key and the leased record locally), each a put timed while the
+  // same uploads run. Each of CONCURRENCY uploads at a time takes CONCURRENCY / rate.
+  const memoryUploadMs = (CONCURRENCY / rate(memory)) * 1e3
+  const putDuringUploads = percentile(sampler.times, 50)
+  const floorRatio = memoryUploadMs / (memoryUploadMs + 2 * putDuringUploads)
   rows.push(
+    {
+      scenario: S,
+      name: `uploads/s, one instance: etcd / memory at the protocol's floor (an upload of ${round(memoryUploadMs)} ms with memory, plus two puts of ${round(putDuringUploads)} ms)`,
+      unit: 'ratio',
+      value: round(floorRatio),
+    },
     {
       scenario: S,
       name: `uploads/s, one instance: etcd / memory (median of ${rounds} paired rounds)`,
