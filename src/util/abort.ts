@@ -164,7 +164,7 @@ export class LinkedAbort implements StopSignal {
   private readonly sources: unknown[] = []
   // One listener for every source, not closures per link.
   private readonly onSourceAbort = (source: StopSignal) => {
-    const at = this.sources.indexOf(source)
+    const at = this.indexOfSource(source)
     if (at < 0) return
     const reason = this.sources[at + 1]
     this.abort(reason === undefined ? source.reason : reason)
@@ -185,7 +185,7 @@ export class LinkedAbort implements StopSignal {
       return
     }
     if (this.aborted) return
-    if (this.sources.includes(source)) return
+    if (this.indexOfSource(source) >= 0) return
     this.sources.push(source, reason)
     listenForAbort(source, this.onSourceAbort)
   }
@@ -211,11 +211,11 @@ export class LinkedAbort implements StopSignal {
     sources.length = 0
   }
 
-  /** @internal For {@link listenForAbort}. */
+  /** @internal For {@link listenForAbort}: a function listens once, as in an AbortSignal's fan-out. */
   addListener(listener: (signal: StopSignal) => void): void {
     if (this.aborted) return
     if (this.listeners === undefined) this.listeners = []
-    this.listeners.push(listener)
+    if (!this.listeners.includes(listener)) this.listeners.push(listener)
   }
 
   /** @internal For {@link stopListeningForAbort}; also during the abort, as for a signal. */
@@ -228,6 +228,12 @@ export class LinkedAbort implements StopSignal {
   /** @internal Whether `listener` is listening (onAbort tells a second add of one apart). */
   hasListener(listener: (signal: StopSignal) => void): boolean {
     return this.listeners?.includes(listener) ?? false
+  }
+
+  /** Where `source` is in {@link sources} (signals at even places, reasons after them), or -1. */
+  private indexOfSource(source: StopSignal): number {
+    for (let i = 0; i < this.sources.length; i += 2) if (this.sources[i] === source) return i
+    return -1
   }
 
   /** The listeners being called now: one of them may still remove a later one. */

@@ -112,6 +112,16 @@ describe.each(signalKinds)('onAbort on $kind', ({ make }) => {
     expect(called).toBe(false)
   })
 
+  it('listenForAbort with the same function twice: it listens once', () => {
+    const controller = make()
+    let calls = 0
+    const listener = () => calls++
+    listenForAbort(controller.signal, listener)
+    listenForAbort(controller.signal, listener)
+    controller.abort()
+    expect(calls).toBe(1)
+  })
+
   it('aborted with no reason, its reason is an AbortError, as an AbortController gives', () => {
     const controller = make()
     controller.abort()
@@ -179,6 +189,17 @@ describe('onAbort', () => {
     controller.abort()
     listenForAbort(controller.signal, a)
     expect(calls).toEqual(['b'])
+  })
+
+  it('a LinkedAbort linked with a reason that is itself a linked signal aborts with the reason of the one that aborted', () => {
+    const first = new AbortController()
+    const second = new AbortController()
+    const stop = new LinkedAbort()
+    // The reason given for `first` is the signal `second`: told apart from the sources.
+    stop.link(first.signal, second.signal)
+    stop.link(second.signal, 'second aborted')
+    second.abort()
+    expect(stop.signal.reason).toBe('second aborted')
   })
 
   it('a LinkedAbort aborts with the reason of the linked signal whose abort reaches it first, not of the first one linked', () => {
