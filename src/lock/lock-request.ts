@@ -13,7 +13,8 @@ import type { WatchHub } from '../watch/hub.js'
 import { type ContentionListener, ContentionWatch } from './contention-watch.js'
 import type { LocalQueue } from './local-queue.js'
 import { QueueEntry } from './queue-entry.js'
-import type { Retention } from './retention.js'
+import type { KeptKey, Retention } from './retention.js'
+import type { TurnListener } from './turn-wait.js'
 
 /** What a lock request needs of its locker. */
 export interface LockContext {
@@ -67,7 +68,7 @@ type WaitingOn = LockerEvents['lockWaiting'][0]['waitingOn']
  * One `lock()` call of an {@link Etcd3Lock}, from its wait to its unlock: protocol steps 1 to 6
  * for one request of this process for one upload. Used once.
  */
-export class LockRequest implements ContentionListener {
+export class LockRequest implements ContentionListener, TurnListener {
   private state: State = 'idle'
   private entry: QueueEntry | undefined
   private requestRelease: RequestRelease | undefined
@@ -91,6 +92,10 @@ export class LockRequest implements ContentionListener {
   private stop: LinkedAbort | undefined
   /** Removes the session-lost listener of the hold. */
   private forgetSessionLost: () => void = noop
+  /** What settles the promise `lock()` returned, until it is settled. */
+  private settle: { resolve(): void; reject(error: unknown): void } | undefined
+  /** Etcd errors retried so far: the back-off's step. */
+  private attempt = 0
 
   constructor(
     private readonly context: LockContext,
@@ -102,15 +107,18 @@ export class LockRequest implements ContentionListener {
     private readonly slot: HoldSlot,
   ) {}
 
-  /** Waits for the lock; resolves and rejects as `Etcd3Lock.lock()` documents. */
-  async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+  /**
+   * Waits for the lock; resolves and rejects as `Etcd3Lock.lock()` documents. Its steps are
+   * methods called back as each wait ends, not an async function: a process may have thousands
+   * of requests waiting, and a suspended function keeps its frame and its promise for as long.
+   */
+  lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     if (this.state !== 'idle') throw new Error(`${this.queuePrefix}: a LockRequest is used once`)
     checkLockArguments(signal, requestRelease)
     this.context.watches.touch()
     this.state = 'acquiring'
     this.requestRelease = requestRelease
-    const started = Date.now()
-    this.started = started
+    this.started = Date.now()
     this.startedAt = performance.now()
     const stop = new LinkedAbort()
     this.stop = stop
@@ -124,52 +132,79 @@ export class LockRequest implements ContentionListener {
     const turn = queue.waitTurn(this, stop.signal)
     // Only a request that really queues may ask: one whose signal had aborted never waited.
     if (!stop.signal.aborted && queue.head !== this) queue.head?.askToRelease('local-waiter')
-    try {
-      await turn
-    } catch (caught) {
-      // Behind another request of this process, as MemoryLocker: its ERR_LOCK_TIMEOUT.
-      const error = caught === TIMED_OUT ? ERRORS.ERR_LOCK_TIMEOUT : caught
-      this.state = 'done'
-      this.endWait(stop)
-      this.context.forgetQueue(this.queuePrefix)
-      log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
-      this.context.emit('lockFailed', { id: this.id, error })
-      throw error
-    }
-    let retained = false
+    return new Promise<void>((resolve, reject) => {
+      this.settle = { resolve, reject }
+      turn.then(
+        () => this.guarded(stop, () => this.turnInProcess(stop)),
+        (caught: unknown) => this.guarded(stop, () => this.gaveUpInProcess(caught, stop)),
+      )
+    })
+  }
+
+  /** Behind another request of this process, given up: as MemoryLocker, its ERR_LOCK_TIMEOUT. */
+  private gaveUpInProcess(caught: unknown, stop: LinkedAbort): void {
+    const error = caught === TIMED_OUT ? ERRORS.ERR_LOCK_TIMEOUT : caught
+    this.state = 'done'
+    this.endWait(stop)
+    this.context.forgetQueue(this.queuePrefix)
+    log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
+    this.context.emit('lockFailed', { id: this.id, error })
+    this.settled()?.reject(error)
+  }
+
+  /** First of this process: a key kept from the last unlock, or a place in etcd's queue. */
+  private turnInProcess(stop: LinkedAbort): void {
     this.waitingOn = 'etcd'
-    try {
-      // take() sees the abort itself: a key it hands out is ours to hold or give back.
-      const kept = await this.context.retention.take(this.queuePrefix, this, stop.signal)
-      if (kept !== undefined) {
-        this.entry = kept.entry
-        this.watch = kept.watch
-        // Lost while take() read the key: reject as any lock() whose session is lost first.
-        stop.link(kept.entry.session.signal)
-      }
-      if (stop.signal.aborted) throw stop.signal.reason
-      if (kept !== undefined) {
-        retained = true
-        this.entry = kept.entry
-      } else {
-        // What a kept key's watch told while take() checked it is about that key, not ours.
-        this.contention = undefined
-        this.entry = await this.acquire(stop)
-      }
-    } catch (caught) {
-      const error = caught === TIMED_OUT ? this.timeoutError() : caught
-      this.state = 'done'
-      void this.watch?.stop()
-      log.lock('%s: gave up (%s)', this.queuePrefix, reason(error))
-      await settledWithin(this.leaveQueue(queue), RELEASE_WAIT_MS)
-      this.context.emit('lockFailed', { id: this.id, error })
-      throw error
-    } finally {
-      this.endWait(stop)
+    // take() sees the abort itself: a key it hands out is ours to hold or give back.
+    this.context.retention.take(this.queuePrefix, this, stop.signal).then(
+      (kept) => this.guarded(stop, () => this.taken(kept, stop)),
+      (error: unknown) => this.gaveUp(error, stop),
+    )
+  }
+
+  /** What take() found: a key kept for us to hold, or nothing (then etcd's queue). */
+  private taken(kept: KeptKey | undefined, stop: LinkedAbort): void {
+    if (kept !== undefined) {
+      this.entry = kept.entry
+      this.watch = kept.watch
+      // Lost while take() read the key: reject as any lock() whose session is lost first.
+      stop.link(kept.entry.session.signal)
     }
+    if (stop.signal.aborted) this.gaveUp(stop.signal.reason, stop)
+    else if (kept !== undefined) this.hold(stop, true)
+    else {
+      // What a kept key's watch told while take() checked it is about that key, not ours.
+      this.contention = undefined
+      this.acquire(stop)
+    }
+  }
+
+  /** Gives up in etcd: deletes our key (waiting for that a little), then rejects. */
+  private gaveUp(caught: unknown, stop: LinkedAbort): void {
+    const error = caught === TIMED_OUT ? this.timeoutError() : caught
+    this.state = 'done'
+    void this.watch?.stop()
+    log.lock('%s: gave up (%s)', this.queuePrefix, reason(error))
+    void settledWithin(
+      this.leaveQueue(this.context.localQueue(this.queuePrefix)),
+      RELEASE_WAIT_MS,
+    ).then(() => {
+      this.context.emit('lockFailed', { id: this.id, error })
+      this.endWait(stop)
+      this.settled()?.reject(error)
+    })
+  }
+
+  /** Ours is first in etcd's queue (or a kept key was taken): the lock is held from now on. */
+  private hold(stop: LinkedAbort, retained: boolean): void {
+    // Looked up before user code runs: a listener that unlocks at once makes the queue go, and a
+    // lookup after that would make a new empty one that nothing drops.
+    const queue = this.context.localQueue(this.queuePrefix)
+    this.endWait(stop)
+    const entry = this.entry
+    if (entry === undefined) throw new Error(`${this.queuePrefix}: held with no queue entry`)
     this.state = 'held'
     this.heldSince = Date.now()
-    const { entry } = this
     log.lock(
       '%s: held by %s (rev %s)%s',
       this.queuePrefix,
@@ -191,12 +226,38 @@ export class LockRequest implements ContentionListener {
     // (see IsolatedListeners), and hear of a hold before of a request to end it.
     this.context.emit('lockAcquired', {
       id: this.id,
-      waitedMs: this.heldSince - started,
+      waitedMs: this.heldSince - this.started,
       retained,
     })
     if (entry.session.isLost) this.askToRelease('session-lost')
     if (this.contention !== undefined) this.askToRelease(this.contention)
     if (queue.size > 1) this.askToRelease('local-waiter')
+    // Last, as the async function it was resolved on its return (its callers run later anyway).
+    this.settled()?.resolve()
+  }
+
+  /**
+   * Runs a step called back from a promise or a wait: what it throws (a bug) rejects this
+   * request's lock(), never the process (an unhandled rejection), and never hangs it.
+   */
+  private guarded(stop: LinkedAbort, run: () => void): void {
+    try {
+      run()
+    } catch (error) {
+      if (this.state === 'acquiring') {
+        this.gaveUp(error, stop)
+        return
+      }
+      log.lock('%s: %s', this.queuePrefix, reason(error))
+      this.settled()?.reject(error)
+    }
+  }
+
+  /** The promise's resolvers, once: a request settles its lock() once. */
+  private settled(): { resolve(): void; reject(error: unknown): void } | undefined {
+    const settle = this.settle
+    this.settle = undefined
+    return settle
   }
 
   // This request is its own ContentionListener: methods, not closures kept per hold.
@@ -262,44 +323,107 @@ export class LockRequest implements ContentionListener {
     return { key: this.entry.key, revision }
   }
 
-  /** Steps 2 and 3: enqueue in etcd, then wait for each predecessor's delete until ours is first. */
-  private async acquire(stop: LinkedAbort): Promise<QueueEntry> {
-    for (let attempt = 0; ; attempt++) {
-      const session = await abortable(this.context.session(), stop.signal)
-      stop.link(session.signal)
-      const entry = new QueueEntry(
-        this.context.client,
-        this.queuePrefix,
-        session,
-        this.context.limit,
-      )
-      this.entry = entry
-      try {
-        if (await abortable(entry.enqueue(), stop.signal)) return ours(entry, stop)
-        for (;;) {
-          const predecessor = await abortable(entry.predecessor(), stop.signal)
-          if (predecessor === undefined) return ours(entry, stop)
-          log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
-          this.waitingFor = predecessor.key.slice(this.queuePrefix.length)
-          this.waitingOn = 'queue-entry'
-          if ((await entry.waitForTurn(predecessor, stop.signal)) === 'first') {
-            return ours(entry, stop)
-          }
-        }
-      } catch (error) {
-        if (error instanceof EtcdLeaseInvalidError) {
-          // etcd no longer knows our lease: the session is over, whatever the keepalive thinks.
-          session.markLost('etcd says the lease is gone')
-          throw stop.signal.reason
-        }
-        // Timed out, aborted, closed or session lost: say that, not what it interrupted.
-        if (stop.signal.aborted) throw stop.signal.reason
-        if (!isRetryable(error)) throw accessError(error, this.where())
-        log.lock('%s: etcd error (%s), retrying', this.queuePrefix, reason(error))
-        this.waitingOn = 'etcd'
-        await delay(backoffMs(attempt), stop.signal)
-      }
+  /**
+   * Steps 2 and 3: enqueue in etcd, then wait for each predecessor's delete until ours is first;
+   * an etcd error that may pass is retried, backing off. Each step calls the next back.
+   */
+  private acquire(stop: LinkedAbort): void {
+    let session: Promise<Session>
+    try {
+      session = this.context.session()
+    } catch (error) {
+      this.gaveUp(error, stop)
+      return
     }
+    abortable(session, stop.signal).then(
+      (live) => this.guarded(stop, () => this.enqueue(live, stop)),
+      (error: unknown) => this.gaveUp(error, stop),
+    )
+  }
+
+  /** Step 2 on `session`: our key in etcd's queue, then who is ahead of it. */
+  private enqueue(session: Session, stop: LinkedAbort): void {
+    stop.link(session.signal)
+    const entry = new QueueEntry(this.context.client, this.queuePrefix, session, this.context.limit)
+    this.entry = entry
+    abortable(entry.enqueue(), stop.signal).then(
+      (first) =>
+        this.guarded(stop, () => (first ? this.first(entry, stop) : this.lookAhead(entry, stop))),
+      (error: unknown) => this.guarded(stop, () => this.etcdError(error, entry, stop)),
+    )
+  }
+
+  /** Reads who is just ahead of our key, and waits for its delete; holds when nobody is. */
+  private lookAhead(entry: QueueEntry, stop: LinkedAbort): void {
+    abortable(entry.predecessor(), stop.signal).then(
+      (predecessor) => {
+        if (predecessor === undefined) {
+          this.guarded(stop, () => this.first(entry, stop))
+          return
+        }
+        log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
+        this.waitingFor = predecessor.key.slice(this.queuePrefix.length)
+        this.waitingOn = 'queue-entry'
+        // This request hears the wait's end itself (turnCame, turnFailed).
+        this.guarded(stop, () => entry.waitForTurnThen(predecessor, stop.signal, this))
+      },
+      (error: unknown) => this.guarded(stop, () => this.etcdError(error, entry, stop)),
+    )
+  }
+
+  /** {@link TurnListener.turnCame}: the predecessor went (or the queue must be read again). */
+  turnCame(outcome: 'first' | 'look-again'): void {
+    const { entry, stop } = this
+    if (this.state !== 'acquiring' || entry === undefined || stop === undefined) return
+    this.guarded(stop, () =>
+      outcome === 'first' ? this.first(entry, stop) : this.lookAhead(entry, stop),
+    )
+  }
+
+  /** {@link TurnListener.turnFailed}: our key went first, the wait aborted, or etcd failed. */
+  turnFailed(error: unknown): void {
+    const { entry, stop } = this
+    if (this.state !== 'acquiring' || entry === undefined || stop === undefined) return
+    this.guarded(stop, () => this.etcdError(error, entry, stop))
+  }
+
+  /**
+   * Ours is first. A process frozen while it waited (GC, SIGSTOP) can wake to the news that it is
+   * first in a queue its expired lease has already left: it holds only while the session is
+   * trusted.
+   */
+  private first(entry: QueueEntry, stop: LinkedAbort): void {
+    if (entry.session.isTrusted) {
+      this.hold(stop, false)
+      return
+    }
+    entry.session.markExpired('the lease deadline passed while this request waited')
+    this.etcdError(stop.signal.reason, entry, stop)
+  }
+
+  /** An error while enqueued: given up, or retried after a back-off when etcd may answer later. */
+  private etcdError(error: unknown, entry: QueueEntry, stop: LinkedAbort): void {
+    if (error instanceof EtcdLeaseInvalidError) {
+      // etcd no longer knows our lease: the session is over, whatever the keepalive thinks.
+      entry.session.markLost('etcd says the lease is gone')
+      this.gaveUp(stop.signal.reason, stop)
+      return
+    }
+    // Timed out, aborted, closed or session lost: say that, not what it interrupted.
+    if (stop.signal.aborted) {
+      this.gaveUp(stop.signal.reason, stop)
+      return
+    }
+    if (!isRetryable(error)) {
+      this.gaveUp(accessError(error, this.where()), stop)
+      return
+    }
+    log.lock('%s: etcd error (%s), retrying', this.queuePrefix, reason(error))
+    this.waitingOn = 'etcd'
+    delay(backoffMs(this.attempt++), stop.signal).then(
+      () => this.guarded(stop, () => this.acquire(stop)),
+      (aborted: unknown) => this.gaveUp(aborted, stop),
+    )
   }
 
   /** This lock's queue and root prefix (`P/<escaped id>/` less its last segment), for errors. */
@@ -394,17 +518,6 @@ const noop = () => {}
 
 function onWaitTimer(request: LockRequest): void {
   request.waitTimerFired()
-}
-
-/**
- * `entry` once ours is first. A process frozen while it waited (GC, SIGSTOP) can wake to the news
- * that it is first in a queue its expired lease has already left: it holds only while the session
- * is trusted.
- */
-function ours(entry: QueueEntry, stop: LinkedAbort): QueueEntry {
-  if (entry.session.isTrusted) return entry
-  entry.session.markExpired('the lease deadline passed while this request waited')
-  throw stop.signal.reason
 }
 
 /** Refuses what `@tus/server` never passes, before any state changes or timer starts. */

@@ -6,7 +6,7 @@ import type { Session } from '../session/session.js'
 import { txnBatchOf } from '../session/txn-batch.js'
 import { abortable, type StopSignal } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
-import { type Predecessor, TurnWait } from './turn-wait.js'
+import { type Predecessor, type TurnListener, TurnWait } from './turn-wait.js'
 
 /**
  * This session's entry in the etcd queue of one upload: the key `P/<id>/<leaseHex>`, exactly as
@@ -149,8 +149,16 @@ export class QueueEntry {
    */
   waitForTurn(predecessor: Predecessor, signal: StopSignal): Promise<'first' | 'look-again'> {
     return new Promise((resolve, reject) => {
-      new TurnWait(this.client, this, predecessor, signal, resolve, reject).start()
+      this.waitForTurnThen(predecessor, signal, { turnCame: resolve, turnFailed: reject })
     })
+  }
+
+  /**
+   * {@link waitForTurn}, telling `listener` instead of settling a promise: a lock request hears
+   * it itself, and keeps no promise, closures or suspended function while it waits.
+   */
+  waitForTurnThen(predecessor: Predecessor, signal: StopSignal, listener: TurnListener): void {
+    new TurnWait(this.client, this, predecessor, signal, listener).start()
   }
 
   /**

@@ -21,6 +21,13 @@ export interface Waiting {
   predecessor(): Promise<Predecessor | undefined>
 }
 
+/** Who hears how a {@link TurnWait} ended: once, one of the two. */
+export interface TurnListener {
+  /** `'first'`: ours holds now; `'look-again'`: the caller must read the queue. */
+  turnCame(outcome: 'first' | 'look-again'): void
+  turnFailed(error: unknown): void
+}
+
 /** What the look (a read once etcd created the watch, or none needed) found. */
 type Look = 'pending' | 'waiting' | 'first' | 'look-again'
 
@@ -58,8 +65,8 @@ export class TurnWait implements WatchListener {
     private readonly entry: Waiting,
     private readonly predecessor: Predecessor,
     private readonly signal: StopSignal,
-    private readonly resolve: (outcome: 'first' | 'look-again') => void,
-    private readonly reject: (error: unknown) => void,
+    /** Told once how the wait ended (a lock request itself: no closures kept per wait). */
+    private readonly listener: TurnListener,
     /**
      * Where the watch starts: `'now'` in the package. A revision before the predecessor's stands
      * for a member behind the one that answered the read (tests).
@@ -71,10 +78,10 @@ export class TurnWait implements WatchListener {
     this.wholePredecessor = ns + predecessor.key
   }
 
-  /** Starts watching; settles through `resolve` or `reject` exactly once. */
+  /** Starts watching; tells its listener exactly once. */
   start(): void {
     if (this.signal.aborted) {
-      this.reject(this.signal.reason)
+      this.listener.turnFailed(this.signal.reason)
       return
     }
     listenForAbort(this.signal, this.onAbort)
@@ -155,11 +162,11 @@ export class TurnWait implements WatchListener {
   }
 
   private succeed(outcome: 'first' | 'look-again'): void {
-    if (this.end()) this.resolve(outcome)
+    if (this.end()) this.listener.turnCame(outcome)
   }
 
   private fail(error: unknown): void {
-    if (this.end()) this.reject(error)
+    if (this.end()) this.listener.turnFailed(error)
   }
 
   /** Ends the wait (its watch cancelled); `false` when it had ended already. */

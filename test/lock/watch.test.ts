@@ -71,8 +71,7 @@ describe('a delete watch that starts before the queue was seen', () => {
         entry,
         { key: predecessor, revision: seen, last: true },
         new AbortController().signal,
-        resolve,
-        reject,
+        { turnCame: resolve, turnFailed: reject },
         // From before the older key's delete, as a watch from 'now' on a member behind.
         BigInt(start.header.revision),
       ).start()
