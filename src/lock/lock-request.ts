@@ -92,8 +92,9 @@ export class LockRequest implements ContentionListener, TurnListener {
   private stop: LinkedAbort | undefined
   /** Removes the session-lost listener of the hold. */
   private forgetSessionLost: () => void = noop
-  /** What settles the promise `lock()` returned, until it is settled. */
-  private settle: { resolve(): void; reject(error: unknown): void } | undefined
+  /** What settles the promise `lock()` returned, until it is settled (two fields, no object). */
+  private resolveLock: (() => void) | undefined
+  private rejectLock: ((error: unknown) => void) | undefined
   /** Etcd errors retried so far: the back-off's step. */
   private attempt = 0
 
@@ -133,7 +134,8 @@ export class LockRequest implements ContentionListener, TurnListener {
     // Only a request that really queues may ask: one whose signal had aborted never waited.
     if (!stop.signal.aborted && queue.head !== this) queue.head?.askToRelease('local-waiter')
     return new Promise<void>((resolve, reject) => {
-      this.settle = { resolve, reject }
+      this.resolveLock = resolve
+      this.rejectLock = reject
       turn.then(
         () => this.guarded(stop, () => this.turnInProcess(stop)),
         (caught: unknown) => this.guarded(stop, () => this.gaveUpInProcess(caught, stop)),
@@ -149,7 +151,7 @@ export class LockRequest implements ContentionListener, TurnListener {
     this.context.forgetQueue(this.queuePrefix)
     log.lock('%s: gave up while queued in this process (%s)', this.queuePrefix, reason(error))
     this.context.emit('lockFailed', { id: this.id, error })
-    this.settled()?.reject(error)
+    this.rejectOnce(error)
   }
 
   /** First of this process: a key kept from the last unlock, or a place in etcd's queue. */
@@ -191,7 +193,7 @@ export class LockRequest implements ContentionListener, TurnListener {
     ).then(() => {
       this.context.emit('lockFailed', { id: this.id, error })
       this.endWait(stop)
-      this.settled()?.reject(error)
+      this.rejectOnce(error)
     })
   }
 
@@ -233,7 +235,7 @@ export class LockRequest implements ContentionListener, TurnListener {
     if (this.contention !== undefined) this.askToRelease(this.contention)
     if (queue.size > 1) this.askToRelease('local-waiter')
     // Last, as the async function it was resolved on its return (its callers run later anyway).
-    this.settled()?.resolve()
+    this.resolveOnce()
   }
 
   /**
@@ -249,15 +251,24 @@ export class LockRequest implements ContentionListener, TurnListener {
         return
       }
       log.lock('%s: %s', this.queuePrefix, reason(error))
-      this.settled()?.reject(error)
+      this.rejectOnce(error)
     }
   }
 
-  /** The promise's resolvers, once: a request settles its lock() once. */
-  private settled(): { resolve(): void; reject(error: unknown): void } | undefined {
-    const settle = this.settle
-    this.settle = undefined
-    return settle
+  /** Resolves lock()'s promise, unless it was settled already: a request settles it once. */
+  private resolveOnce(): void {
+    const resolve = this.resolveLock
+    this.resolveLock = undefined
+    this.rejectLock = undefined
+    resolve?.()
+  }
+
+  /** Rejects lock()'s promise with `error`, unless it was settled already. */
+  private rejectOnce(error: unknown): void {
+    const reject = this.rejectLock
+    this.resolveLock = undefined
+    this.rejectLock = undefined
+    reject?.(error)
   }
 
   // This request is its own ContentionListener: methods, not closures kept per hold.
