@@ -1,3 +1,4 @@
+import { inspect } from 'node:util'
 import { ERRORS, type RequestRelease } from '@tus/utils'
 import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
 import { LockTimeoutError } from '../errors.js'
@@ -247,6 +248,16 @@ export class LockRequest implements ContentionListener, TurnListener {
       run()
     } catch (error) {
       if (this.state === 'acquiring') {
+        this.gaveUp(error, stop)
+        return
+      }
+      if (this.state === 'held' && this.rejectLock !== undefined) {
+        // Thrown once held, before lock() resolved: nothing may stay held that lock()'s caller
+        // is told it does not have. Given up as from a wait: key deleted, lockFailed.
+        this.forgetSessionLost()
+        this.forgetSessionLost = noop
+        clearTimeout(this.watchTimer)
+        if (this.slot.holding === this) this.slot.holding = undefined
         this.gaveUp(error, stop)
         return
       }
@@ -546,8 +557,9 @@ function checkLockArguments(signal: unknown, requestRelease: unknown): void {
   }
 }
 
+/** What to log of `error`; never throws (String() does, on an object without a prototype). */
 function reason(error: unknown): string {
   if (error instanceof Error) return error.message
-  if (typeof error === 'object' && error !== null && 'body' in error) return String(error.body)
-  return String(error)
+  const body = typeof error === 'object' && error !== null && 'body' in error ? error.body : error
+  return typeof body === 'string' ? body : inspect(body, { depth: 1, breakLength: Infinity })
 }

@@ -33,6 +33,37 @@ function throwingContext(events: string[]): LockContext {
   }
 }
 
+/** `'resolved'`, `'rejected'`, or `'never settled'` after `ms`. */
+async function outcome(settling: Promise<void>, ms = 1_500): Promise<string> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve('never settled'), ms)
+  })
+  const result = await Promise.race([
+    settling.then(
+      () => 'resolved',
+      () => 'rejected',
+    ),
+    timeout,
+  ])
+  clearTimeout(timer)
+  return result
+}
+
+/** The unhandled rejections while `run` runs (and a turn after it). */
+async function collectUnhandled(run: () => Promise<void>): Promise<unknown[]> {
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown) => unhandled.push(reason)
+  process.on('unhandledRejection', onUnhandled)
+  try {
+    await run()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+  }
+  return unhandled
+}
+
 describe('lock() as steps', () => {
   it('a step that throws rejects lock() after lockFailed, with nothing unhandled', async () => {
     const unhandled: unknown[] = []
@@ -60,6 +91,71 @@ describe('lock() as steps', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled)
     }
+  })
+
+  for (const [name, over] of [
+    ['session() rejects', { session: () => Promise.reject(Object.create(null)) }],
+    [
+      'retention.take() rejects',
+      {
+        retention: {
+          take: () => Promise.reject(Object.create(null)),
+        } as unknown as LockContext['retention'],
+      },
+    ],
+  ] as const) {
+    it(`${name} with a value String() cannot convert: lock() rejects after lockFailed, nothing unhandled`, async () => {
+      const events: string[] = []
+      let result = ''
+      const unhandled = await collectUnhandled(async () => {
+        const context = { ...throwingContext(events), ...over }
+        const request = new LockRequest(context, 'u', 'P/u/', { holding: undefined })
+        result = await outcome(request.lock(never(), () => {}))
+      })
+      expect({ result, events, unhandled: unhandled.map(String) }).toEqual({
+        result: 'rejected',
+        events: ['lockFailed'],
+        unhandled: [],
+      })
+    })
+  }
+
+  it('a step that throws once held, before lock() resolved, rejects after lockFailed and holds nothing', async () => {
+    const events: string[] = []
+    const queue = new LocalQueue<LockRequest>()
+    const session = {
+      signal: new AbortController().signal,
+      isTrusted: true,
+      isLost: false,
+      get leaseHex(): string {
+        throw new Error('boom: a bug once held')
+      },
+    }
+    const kept = {
+      entry: { session, revision: 1n, key: 'P/u/1', release: async () => {} },
+      watch: { stop: async () => {} },
+    }
+    const context = {
+      ...throwingContext(events),
+      localQueue: () => queue,
+      retention: { take: async () => kept } as unknown as LockContext['retention'],
+    }
+    const slot = { holding: undefined as LockRequest | undefined }
+    const request = new LockRequest(context, 'u', 'P/u/', slot)
+    const result = await outcome(request.lock(never(), () => {}))
+    expect({
+      result,
+      events,
+      holds: request.holds,
+      queued: queue.size,
+      slot: slot.holding,
+    }).toEqual({
+      result: 'rejected',
+      events: ['lockFailed'],
+      holds: false,
+      queued: 0,
+      slot: undefined,
+    })
   })
 
   it('a hold ended inside its own lockAcquired listener leaves no local queue behind', async () => {
