@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events'
-import { inspect } from 'node:util'
 import { log } from './util/log.js'
+import { thrownMessage } from './util/thrown-message.js'
 
 /** The code of the process warning that reports a listener that threw. */
 export const LISTENER_THREW = 'TUS_ETCD3_LOCKER_LISTENER_THREW'
@@ -37,9 +37,7 @@ export class IsolatedListeners<Events extends Record<keyof Events, unknown[]>> {
   }
 
   private report(event: keyof Events, error: unknown): void {
-    // inspect(), not String(): an error without a prototype cannot be turned into a string.
-    const message =
-      error instanceof Error ? error.message : inspect(error, { depth: 1, breakLength: Infinity })
+    const message = thrownMessage(error)
     log.locker('a %s listener threw: %s', String(event), message)
     if (this.reported.has(event)) return
     this.reported.add(event)

@@ -1,4 +1,3 @@
-import { inspect } from 'node:util'
 import { ERRORS, type RequestRelease } from '@tus/utils'
 import { EtcdLeaseInvalidError, type Namespace } from 'etcd3'
 import { LockTimeoutError } from '../errors.js'
@@ -10,6 +9,7 @@ import { endpointsOf } from '../session/session-keeper.js'
 import { abortable, delay, LinkedAbort, onAbort, settledWithin } from '../util/abort.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
+import { thrownMessage } from '../util/thrown-message.js'
 import type { WatchHub } from '../watch/hub.js'
 import { type ContentionListener, ContentionWatch } from './contention-watch.js'
 import type { LocalQueue } from './local-queue.js'
@@ -557,9 +557,9 @@ function checkLockArguments(signal: unknown, requestRelease: unknown): void {
   }
 }
 
-/** What to log of `error`; never throws (String() does, on an object without a prototype). */
+/** What to log of `error` (an etcd answer's `body`, a string as it is); never throws. */
 function reason(error: unknown): string {
   if (error instanceof Error) return error.message
   const body = typeof error === 'object' && error !== null && 'body' in error ? error.body : error
-  return typeof body === 'string' ? body : inspect(body, { depth: 1, breakLength: Infinity })
+  return typeof body === 'string' ? body : thrownMessage(body)
 }
