@@ -31,14 +31,14 @@ export class LocalQueue<T> {
           resolve()
         },
       }
-      // Most uploads have one request of this process at a time: an array of one, not one grown
-      // by push() to 16 places (about 130 bytes a held lock or waiter).
-      if (this.entries.length === 0) this.entries = [entry]
-      else this.entries.push(entry)
-      if (this.entries.length === 1) {
+      if (this.entries.length === 0) {
+        // Most uploads have one request of this process at a time: an array of one, not one
+        // grown by push() to 16 places (about 130 bytes a held lock or waiter).
+        this.entries = [entry]
         this.giveTurn()
         return
       }
+      this.entries.push(entry)
       stopListening = onAbort(signal, () => {
         if (this.head === item) return // its turn came first; the caller handles the abort
         this.remove(item)

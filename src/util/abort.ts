@@ -173,7 +173,9 @@ export class LinkedAbort implements StopSignal {
   aborted = false
   reason: unknown = undefined
   /** Who hears the abort, in the order added; made on first use. */
-  private listeners: Array<(signal: StopSignal) => void> | undefined
+  private listeners: Listener[] | undefined
+  /** The listeners being called now: one of them may still remove a later one. */
+  private running: Listener[] | undefined
   /** The signals linked, each followed by the reason to abort with (`undefined`: its own). */
   // Grown by copying to the exact size: an array grown by push() holds 16 places at once (about
   // 130 bytes), and a request links three or four sources at most.
@@ -228,7 +230,7 @@ export class LinkedAbort implements StopSignal {
   }
 
   /** @internal For {@link listenForAbort}: a function listens once, as in an AbortSignal's fan-out. */
-  addListener(listener: (signal: StopSignal) => void): void {
+  addListener(listener: Listener): void {
     if (this.aborted) return
     // In an array of its own size (see sources).
     if (this.listeners === undefined) this.listeners = [listener]
@@ -236,14 +238,14 @@ export class LinkedAbort implements StopSignal {
   }
 
   /** @internal For {@link stopListeningForAbort}; also during the abort, as for a signal. */
-  removeListener(listener: (signal: StopSignal) => void): void {
+  removeListener(listener: Listener): void {
     const list = this.running ?? this.listeners
     const at = list?.indexOf(listener) ?? -1
     if (at >= 0) list?.splice(at, 1)
   }
 
   /** @internal Whether `listener` is listening (onAbort tells a second add of one apart). */
-  hasListener(listener: (signal: StopSignal) => void): boolean {
+  hasListener(listener: Listener): boolean {
     return this.listeners?.includes(listener) ?? false
   }
 
@@ -253,10 +255,7 @@ export class LinkedAbort implements StopSignal {
     return -1
   }
 
-  /** The listeners being called now: one of them may still remove a later one. */
-  private running: Array<(signal: StopSignal) => void> | undefined
-
-  private callListeners(listeners: Array<(signal: StopSignal) => void>): void {
+  private callListeners(listeners: Listener[]): void {
     this.running = listeners
     for (const call of listeners.slice()) {
       const at = listeners.indexOf(call)
