@@ -1,6 +1,11 @@
 import { type IEvent, type Namespace, Range } from 'etcd3'
 import { LockLostError } from '../errors.js'
-import { listenForAbort, type StopSignal, stopListeningForAbort } from '../util/abort.js'
+import {
+  type AbortHandler,
+  listenForAbort,
+  type StopSignal,
+  stopListeningForAbort,
+} from '../util/abort.js'
 import { log } from '../util/log.js'
 import { namespacePrefix, watchHubOf } from '../watch/hub.js'
 import type { Watch, WatchListener } from '../watch/watch.js'
@@ -49,14 +54,13 @@ type Look = 'pending' | 'waiting' | 'first' | 'look-again'
  * the predecessor go before its look answered keeps watching and listening until it does: our
  * key's delete meanwhile rejects ({@link LockLostError}), and so does an abort.
  */
-export class TurnWait implements WatchListener {
+export class TurnWait implements WatchListener, AbortHandler {
   private watch: Watch | undefined
   private look: Look = 'pending'
   private looked = false
   /** The watch saw the predecessor go first: `'first'`, once the look agrees. */
   private deleted = false
   private done = false
-  private readonly onAbort = () => this.fail(this.signal.reason)
   private readonly wholeKey: string
   private readonly wholePredecessor: string
 
@@ -84,7 +88,7 @@ export class TurnWait implements WatchListener {
       this.listener.turnFailed(this.signal.reason)
       return
     }
-    listenForAbort(this.signal, this.onAbort)
+    listenForAbort(this.signal, this)
     const ns = namespacePrefix(this.client)
     const start = Buffer.from(
       this.predecessor.last ? ns + this.entry.queuePrefix : this.wholePredecessor,
@@ -154,6 +158,11 @@ export class TurnWait implements WatchListener {
     this.succeed('look-again')
   }
 
+  /** {@link AbortHandler.handleAbort}: the wait's signal aborted (this object listens itself). */
+  handleAbort(): void {
+    this.fail(this.signal.reason)
+  }
+
   private lookFound(look: Look): void {
     if (this.done) return
     this.look = look
@@ -173,7 +182,7 @@ export class TurnWait implements WatchListener {
   private end(): boolean {
     if (this.done) return false
     this.done = true
-    stopListeningForAbort(this.signal, this.onAbort)
+    stopListeningForAbort(this.signal, this)
     void this.watch?.cancel()
     return true
   }

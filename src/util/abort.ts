@@ -9,10 +9,62 @@ export interface StopSignal {
   readonly reason: unknown
 }
 
-type Listener = (signal: StopSignal) => void
+/**
+ * Who hears an abort without a closure of its own: an object whose `handleAbort` is called. A
+ * process may have thousands of waits, and a closure with its context is about 100 bytes each.
+ */
+export interface AbortHandler {
+  handleAbort(signal: StopSignal): void
+}
 
-/** The listeners {@link onAbort} added to each AbortSignal, behind one listener of the signal's own. */
-const fanOuts = new WeakMap<AbortSignal, Set<Listener>>()
+/** A function called with the signal, or an {@link AbortHandler}. */
+export type AbortListener = ((signal: StopSignal) => void) | AbortHandler
+
+/**
+ * The listeners {@link onAbort} added to an AbortSignal, behind one listener of the signal's own:
+ * this object (its `handleEvent`). Most signals are a request's, with one listener: it is kept
+ * as it is, and a set is made only for a second.
+ */
+class FanOut {
+  private one: AbortListener | undefined
+  private many: Set<AbortListener> | undefined
+
+  add(listener: AbortListener): void {
+    if (this.many !== undefined) this.many.add(listener)
+    else if (this.one === undefined) this.one = listener
+    else if (this.one !== listener) {
+      this.many = new Set([this.one, listener])
+      this.one = undefined
+    }
+  }
+
+  delete(listener: AbortListener): boolean {
+    if (this.many !== undefined) return this.many.delete(listener)
+    if (this.one !== listener) return false
+    this.one = undefined
+    return true
+  }
+
+  has(listener: AbortListener): boolean {
+    return this.one === listener || (this.many?.has(listener) ?? false)
+  }
+
+  /**
+   * The signal aborted: calls its listeners, in the order added. The fan-out stays known until
+   * they have run, so that one of them can still remove a later one.
+   */
+  handleEvent(event: Event): void {
+    const signal = event.target as AbortSignal
+    const listeners = this.many !== undefined ? [...this.many] : this.one ? [this.one] : []
+    for (const listener of listeners) {
+      if (!this.delete(listener)) continue // removed by a listener that ran before it
+      callListener(listener, signal)
+    }
+    fanOuts.delete(signal)
+  }
+}
+
+const fanOuts = new WeakMap<AbortSignal, FanOut>()
 
 /**
  * Calls `listener` once when `signal` aborts (not if it has already); returns what removes it.
@@ -41,51 +93,41 @@ export function onAbort(signal: StopSignal, listener: () => void): () => void {
 /**
  * {@link onAbort} for a listener that is given to `signal` once, and that removes itself with
  * {@link stopListeningForAbort}: no function is made to remove it (a process may have
- * thousands of waits, each listening to several signals).
+ * thousands of waits, each listening to several signals). An {@link AbortHandler} needs no
+ * function at all.
  */
-export function listenForAbort(signal: StopSignal, listener: Listener): void {
+export function listenForAbort(signal: StopSignal, listener: AbortListener): void {
   if (signal.aborted) return
   if (signal instanceof LinkedAbort) signal.addListener(listener)
   else fanOutOf(signal as AbortSignal).add(listener)
 }
 
 /** Removes a listener {@link listenForAbort} added; does nothing when it is not there. */
-export function stopListeningForAbort(signal: StopSignal, listener: Listener): void {
+export function stopListeningForAbort(signal: StopSignal, listener: AbortListener): void {
   if (signal instanceof LinkedAbort) signal.removeListener(listener)
   else fanOuts.get(signal as AbortSignal)?.delete(listener)
 }
 
-function isListening(signal: StopSignal, listener: Listener): boolean {
+function isListening(signal: StopSignal, listener: AbortListener): boolean {
   if (signal instanceof LinkedAbort) return signal.hasListener(listener)
   return fanOuts.get(signal as AbortSignal)?.has(listener) ?? false
 }
 
-/** The set behind `signal`'s one listener of ours, made (and that listener added) on first use. */
-function fanOutOf(signal: AbortSignal): Set<Listener> {
+/** The fan-out behind `signal`'s one listener of ours, made (and added as that listener) on first use. */
+function fanOutOf(signal: AbortSignal): FanOut {
   const known = fanOuts.get(signal)
   if (known !== undefined) return known
-  const listeners = new Set<Listener>()
-  fanOuts.set(signal, listeners)
-  signal.addEventListener('abort', () => runFanOut(signal, listeners), { once: true })
-  return listeners
-}
-
-/**
- * Calls the listeners of `signal`'s fan-out (with the signal), once it has aborted. The set stays
- * known until they have run, so that one of them can still remove a later one.
- */
-function runFanOut(signal: AbortSignal, listeners: Set<Listener>): void {
-  for (const call of [...listeners]) {
-    if (!listeners.delete(call)) continue // removed by a listener that ran before it
-    callListener(call, signal)
-  }
-  fanOuts.delete(signal)
+  const fanOut = new FanOut()
+  fanOuts.set(signal, fanOut)
+  signal.addEventListener('abort', fanOut, { once: true })
+  return fanOut
 }
 
 /** Calls `listener`; what it throws is thrown on its own, and the other listeners still run. */
-function callListener(listener: Listener, signal: StopSignal): void {
+function callListener(listener: AbortListener, signal: StopSignal): void {
   try {
-    listener(signal)
+    if (typeof listener === 'function') listener(signal)
+    else listener.handleAbort(signal)
   } catch (error) {
     queueMicrotask(() => {
       throw error
@@ -169,24 +211,17 @@ export function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T | u
  * and a listener set of ours beside it, about 800 bytes a request. Its few listeners (the wait
  * of the moment) are an array, called as an EventTarget's would be (see {@link onAbort}).
  */
-export class LinkedAbort implements StopSignal {
+export class LinkedAbort implements StopSignal, AbortHandler {
   aborted = false
   reason: unknown = undefined
   /** Who hears the abort, in the order added; made on first use. */
-  private listeners: Listener[] | undefined
+  private listeners: AbortListener[] | undefined
   /** The listeners being called now: one of them may still remove a later one. */
-  private running: Listener[] | undefined
+  private running: AbortListener[] | undefined
   /** The signals linked, each followed by the reason to abort with (`undefined`: its own). */
   // Grown by copying to the exact size: an array grown by push() holds 16 places at once (about
   // 130 bytes), and a request links three or four sources at most.
   private sources: unknown[] = EMPTY
-  // One listener for every source, not closures per link.
-  private readonly onSourceAbort = (source: StopSignal) => {
-    const at = this.indexOfSource(source)
-    if (at < 0) return
-    const reason = this.sources[at + 1]
-    this.abort(reason === undefined ? source.reason : reason)
-  }
 
   /** The signal the waits listen to: this object itself. */
   get signal(): StopSignal {
@@ -205,7 +240,18 @@ export class LinkedAbort implements StopSignal {
     if (this.aborted) return
     if (this.indexOfSource(source) >= 0) return
     this.sources = appended(this.sources, source, reason)
-    listenForAbort(source, this.onSourceAbort)
+    listenForAbort(source, this)
+  }
+
+  /**
+   * {@link AbortHandler.handleAbort}: a linked source aborted. This object is every source's
+   * listener itself, not a closure per link.
+   */
+  handleAbort(source: StopSignal): void {
+    const at = this.indexOfSource(source)
+    if (at < 0) return
+    const reason = this.sources[at + 1]
+    this.abort(reason === undefined ? source.reason : reason)
   }
 
   abort(reason: unknown): void {
@@ -225,12 +271,12 @@ export class LinkedAbort implements StopSignal {
     const { sources } = this
     this.sources = EMPTY
     for (let i = 0; i < sources.length; i += 2) {
-      stopListeningForAbort(sources[i] as StopSignal, this.onSourceAbort)
+      stopListeningForAbort(sources[i] as StopSignal, this)
     }
   }
 
   /** @internal For {@link listenForAbort}: a function listens once, as in an AbortSignal's fan-out. */
-  addListener(listener: Listener): void {
+  addListener(listener: AbortListener): void {
     if (this.aborted) return
     // In an array of its own size (see sources).
     if (this.listeners === undefined) this.listeners = [listener]
@@ -238,14 +284,14 @@ export class LinkedAbort implements StopSignal {
   }
 
   /** @internal For {@link stopListeningForAbort}; also during the abort, as for a signal. */
-  removeListener(listener: Listener): void {
+  removeListener(listener: AbortListener): void {
     const list = this.running ?? this.listeners
     const at = list?.indexOf(listener) ?? -1
     if (at >= 0) list?.splice(at, 1)
   }
 
   /** @internal Whether `listener` is listening (onAbort tells a second add of one apart). */
-  hasListener(listener: Listener): boolean {
+  hasListener(listener: AbortListener): boolean {
     return this.listeners?.includes(listener) ?? false
   }
 
@@ -255,7 +301,7 @@ export class LinkedAbort implements StopSignal {
     return -1
   }
 
-  private callListeners(listeners: Listener[]): void {
+  private callListeners(listeners: AbortListener[]): void {
     this.running = listeners
     for (const call of listeners.slice()) {
       const at = listeners.indexOf(call)

@@ -148,6 +148,42 @@ describe.each(signalKinds)('onAbort on $kind', ({ make }) => {
     expect(calls).toBe(1)
   })
 
+  it('an AbortHandler object is called with the signal, in its place among functions, and not once removed', () => {
+    const controller = make()
+    const calls: unknown[] = []
+    const handler = { handleAbort: (signal: StopSignal) => calls.push(['handler', signal.reason]) }
+    const removed = { handleAbort: () => calls.push('removed') }
+    listenForAbort(controller.signal, handler)
+    listenForAbort(controller.signal, () => calls.push('function'))
+    listenForAbort(controller.signal, removed)
+    listenForAbort(controller.signal, handler) // once, as a function given twice
+    stopListeningForAbort(controller.signal, removed)
+    controller.abort('why')
+    expect(calls).toEqual([['handler', 'why'], 'function'])
+  })
+
+  it('listeners added after the only one was removed, and after all were, run in the order added', () => {
+    const first = make()
+    const calls: string[] = []
+    const a = () => calls.push('a')
+    listenForAbort(first.signal, a)
+    stopListeningForAbort(first.signal, a)
+    listenForAbort(first.signal, () => calls.push('b'))
+    listenForAbort(first.signal, () => calls.push('c'))
+    first.abort()
+    const second = make()
+    const d = () => calls.push('d')
+    const e = () => calls.push('e')
+    listenForAbort(second.signal, d)
+    listenForAbort(second.signal, e)
+    stopListeningForAbort(second.signal, d)
+    stopListeningForAbort(second.signal, e)
+    listenForAbort(second.signal, () => calls.push('f'))
+    listenForAbort(second.signal, d)
+    second.abort()
+    expect(calls).toEqual(['b', 'c', 'f', 'd'])
+  })
+
   it('aborted with no reason, its reason is an AbortError, as an AbortController gives', () => {
     const controller = make()
     controller.abort()
