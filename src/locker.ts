@@ -10,7 +10,7 @@ import { Etcd3KvStore } from './kv/kv-store.js'
 import { IsolatedListeners } from './listener-errors.js'
 import { LocalQueue } from './lock/local-queue.js'
 import { Etcd3Lock } from './lock/lock.js'
-import type { LockContext, LockRequest } from './lock/lock-request.js'
+import { LONG_WAIT_MS, type LockContext, type LockRequest } from './lock/lock-request.js'
 import { Retention } from './lock/retention.js'
 import {
   checkOptionsObject,
@@ -22,6 +22,7 @@ import {
 } from './options.js'
 import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
 import { settledWithin } from './util/abort.js'
+import { DeadlineQueue } from './util/deadline-queue.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
 import { log } from './util/log.js'
 import { type WatchCounters, type WatchHub, watchHubOf } from './watch/hub.js'
@@ -125,6 +126,10 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     this.context = {
       client,
       acquireLockTimeout: this.options.acquireLockTimeout,
+      waitReports: new DeadlineQueue(LONG_WAIT_MS, (request) => request.waitReportDue()),
+      waitTimeouts: new DeadlineQueue(this.options.acquireLockTimeout, (request) =>
+        request.waitTimedOut(),
+      ),
       closing: this.keeper.closing,
       session: () => this.keeper.session(),
       retention: this.retention,

@@ -7,6 +7,7 @@ import { accessError, backoffMs, isRetryable } from '../session/etcd-calls.js'
 import type { Session } from '../session/session.js'
 import { endpointsOf } from '../session/session-keeper.js'
 import { abortable, delay, LinkedAbort, onAbort, settledWithin } from '../util/abort.js'
+import type { DeadlineItem, DeadlineQueue } from '../util/deadline-queue.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
 import { thrownMessage } from '../util/thrown-message.js'
@@ -21,6 +22,10 @@ import type { TurnListener } from './turn-wait.js'
 export interface LockContext {
   readonly client: Namespace
   readonly acquireLockTimeout: number
+  /** The waits due a report (`lockWaiting`) after {@link LONG_WAIT_MS}: one timer for them all. */
+  readonly waitReports: DeadlineQueue<LockRequest>
+  /** The waits due to time out after `acquireLockTimeout` (reported first, if due a report). */
+  readonly waitTimeouts: DeadlineQueue<LockRequest>
   /** Aborts with a `LockerClosedError` when `close()` is called (before a drain, if any). */
   readonly closing: AbortSignal
   session(): Promise<Session>
@@ -55,8 +60,8 @@ const RELEASE_REASONS: Record<ReleaseCause, string> = {
 // (HEAD, small PATCH) end before it would start. A key kept at unlock starts its watch then.
 const CONTENTION_WATCH_DELAY_MS = 50
 
-// A lock() still waiting after this long is reported (lockWaiting): the examples log it.
-const LONG_WAIT_MS = 1_000
+/** A lock() still waiting after this long is reported (lockWaiting): the examples log it. */
+export const LONG_WAIT_MS = 1_000
 
 // The abort reason of acquireLockTimeout, told apart from the request's own abort: a timeout in
 // etcd becomes a LockTimeoutError naming what it waited for, the rest ERRORS.ERR_LOCK_TIMEOUT.
@@ -69,7 +74,7 @@ type WaitingOn = LockerEvents['lockWaiting'][0]['waitingOn']
  * One `lock()` call of an {@link Etcd3Lock}, from its wait to its unlock: protocol steps 1 to 6
  * for one request of this process for one upload. Used once.
  */
-export class LockRequest implements ContentionListener, TurnListener {
+export class LockRequest implements ContentionListener, TurnListener, DeadlineItem {
   private state: State = 'idle'
   private entry: QueueEntry | undefined
   private requestRelease: RequestRelease | undefined
@@ -84,12 +89,14 @@ export class LockRequest implements ContentionListener, TurnListener {
   private waitingOn: WaitingOn = 'local-request'
   private waitingFor: string | undefined
   private heldSince = 0
-  private started = 0
   /** When the wait began on the monotonic clock: what acquireLockTimeout is measured from. */
-  private startedAt = 0
-  /** The wait's one timer: first the wait report (when one is due), then acquireLockTimeout. */
-  private timer: NodeJS.Timeout | undefined
-  private reportDue = false
+  startedAt = 0
+  /** @internal Kept by the deadline queue the wait is in (its report's or its timeout's). */
+  deadlineQueue: object | undefined
+  /** @internal */
+  deadlinePrev: DeadlineItem | undefined
+  /** @internal */
+  deadlineNext: DeadlineItem | undefined
   private stop: LinkedAbort | undefined
   /** Removes the session-lost listener of the hold. */
   private forgetSessionLost: () => void = noop
@@ -120,14 +127,12 @@ export class LockRequest implements ContentionListener, TurnListener {
     this.context.watches.touch()
     this.state = 'acquiring'
     this.requestRelease = requestRelease
-    this.started = Date.now()
     this.startedAt = performance.now()
     const stop = new LinkedAbort()
     this.stop = stop
-    // One timer, not one each for the report and the timeout: a waiter's every object counts.
-    const timeout = this.context.acquireLockTimeout
-    this.reportDue = timeout >= LONG_WAIT_MS
-    this.timer = setTimeout(onWaitTimer, this.reportDue ? LONG_WAIT_MS : timeout, this)
+    // The locker's timers, not one of its own: a waiter's every object counts.
+    if (this.context.acquireLockTimeout >= LONG_WAIT_MS) this.context.waitReports.add(this)
+    else this.context.waitTimeouts.add(this)
     stop.link(signal, ERRORS.ERR_LOCK_TIMEOUT)
     stop.link(this.context.closing)
     const queue = this.context.localQueue(this.queuePrefix)
@@ -208,6 +213,7 @@ export class LockRequest implements ContentionListener, TurnListener {
     if (entry === undefined) throw new Error(`${this.queuePrefix}: held with no queue entry`)
     this.state = 'held'
     this.heldSince = Date.now()
+    const waitedMs = Math.floor(performance.now() - this.startedAt)
     log.lock(
       '%s: held by %s (rev %s)%s',
       this.queuePrefix,
@@ -229,7 +235,7 @@ export class LockRequest implements ContentionListener, TurnListener {
     // (see IsolatedListeners), and hear of a hold before of a request to end it.
     this.context.emit('lockAcquired', {
       id: this.id,
-      waitedMs: this.heldSince - this.started,
+      waitedMs,
       retained,
     })
     if (entry.session.isLost) this.askToRelease('session-lost')
@@ -476,39 +482,37 @@ export class LockRequest implements ContentionListener, TurnListener {
     })
   }
 
-  /** The wait is over (held or given up): its timer and its links to the signals go. */
+  /** The wait is over (held or given up): its place in the timers and its links to the signals go. */
   private endWait(stop: LinkedAbort): void {
-    clearTimeout(this.timer)
-    this.timer = undefined
+    this.context.waitReports.remove(this)
+    this.context.waitTimeouts.remove(this)
     this.stop = undefined
     stop.dispose()
   }
 
   /**
-   * The wait's timer: the first firing reports the wait (when one is due), the next times the
-   * request out. Which one it is goes by the phase, not by the clock: a timer may fire a
-   * millisecond before the wall clock says its time has come.
+   * @internal Its report queue's: the wait has lasted {@link LONG_WAIT_MS}. Reports it, then
+   * joins the timeout queue (due `acquireLockTimeout` after the start, on the monotonic clock:
+   * a wall clock set back while a request waits must not make it wait longer).
    */
-  waitTimerFired(): void {
+  waitReportDue(): void {
     const stop = this.stop
     if (this.state !== 'acquiring' || stop === undefined) return
-    if (this.reportDue) {
-      this.reportDue = false
-      this.context.emit('lockWaiting', {
-        id: this.id,
-        waitedMs: Date.now() - this.started,
-        waitingOn: this.waitingOn,
-        holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
-      })
-      // Ended by a listener (its abort reaches the request a microtask later).
-      if (this.state !== 'acquiring' || this.stop !== stop || stop.signal.aborted) return
-      // The rest of acquireLockTimeout, on the monotonic clock (a wall clock set back while a
-      // request waits must not make it wait longer).
-      const left = this.context.acquireLockTimeout - (performance.now() - this.startedAt)
-      this.timer = setTimeout(onWaitTimer, Math.max(0, left), this)
-      return
-    }
-    this.timer = undefined
+    this.context.emit('lockWaiting', {
+      id: this.id,
+      waitedMs: Math.floor(performance.now() - this.startedAt),
+      waitingOn: this.waitingOn,
+      holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
+    })
+    // Ended by a listener (its abort reaches the request a microtask later).
+    if (this.state !== 'acquiring' || this.stop !== stop || stop.signal.aborted) return
+    this.context.waitTimeouts.add(this)
+  }
+
+  /** @internal Its timeout queue's: `acquireLockTimeout` has passed. */
+  waitTimedOut(): void {
+    const stop = this.stop
+    if (this.state !== 'acquiring' || stop === undefined) return
     stop.abort(TIMED_OUT)
   }
 
@@ -537,10 +541,6 @@ export interface HoldSlot {
 }
 
 const noop = () => {}
-
-function onWaitTimer(request: LockRequest): void {
-  request.waitTimerFired()
-}
 
 /** Refuses what `@tus/server` never passes, before any state changes or timer starts. */
 function checkLockArguments(signal: unknown, requestRelease: unknown): void {

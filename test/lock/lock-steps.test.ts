@@ -7,7 +7,8 @@
 import type { Namespace } from 'etcd3'
 import { describe, expect, it } from 'vitest'
 import { LocalQueue } from '../../src/lock/local-queue.js'
-import { type LockContext, LockRequest } from '../../src/lock/lock-request.js'
+import { LONG_WAIT_MS, type LockContext, LockRequest } from '../../src/lock/lock-request.js'
+import { DeadlineQueue } from '../../src/util/deadline-queue.js'
 import { newLocker, uniquePrefix } from '../harness/index.js'
 
 const never = () => new AbortController().signal
@@ -18,6 +19,8 @@ function throwingContext(events: string[]): LockContext {
   return {
     client: {} as Namespace,
     acquireLockTimeout: 5_000,
+    waitReports: new DeadlineQueue(LONG_WAIT_MS, (request) => request.waitReportDue()),
+    waitTimeouts: new DeadlineQueue(5_000, (request) => request.waitTimedOut()),
     closing: new AbortController().signal,
     session: () => {
       throw new Error('boom: session() threw')
