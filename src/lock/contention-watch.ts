@@ -138,9 +138,8 @@ export class ContentionWatch {
   private startWatch(): void {
     if (this.done) return
     this.checked = false
-    const start = Buffer.from(this.wholePrefix)
     this.watch = watchHubOf(this.client).watch(
-      { key: start, rangeEnd: Range.prefix(start).end, from: 'now', confirm: this.liveWanted },
+      { key: this.wholePrefix, rangeEnd: 'prefix', from: 'now', confirm: this.liveWanted },
       this.hears,
     )
   }

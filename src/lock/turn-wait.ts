@@ -1,4 +1,4 @@
-import { type IEvent, type Namespace, Range } from 'etcd3'
+import type { IEvent, Namespace } from 'etcd3'
 import { LockLostError } from '../errors.js'
 import {
   type AbortHandler,
@@ -8,7 +8,7 @@ import {
 } from '../util/abort.js'
 import { log } from '../util/log.js'
 import { namespacePrefix, watchHubOf } from '../watch/hub.js'
-import type { Watch, WatchListener } from '../watch/watch.js'
+import type { Watch, WatchListener, WatchRange } from '../watch/watch.js'
 
 /** The entry that must be deleted before ours may hold, as seen at `revision`. */
 export interface Predecessor {
@@ -54,15 +54,13 @@ type Look = 'pending' | 'waiting' | 'first' | 'look-again'
  * the predecessor go before its look answered keeps watching and listening until it does: our
  * key's delete meanwhile rejects ({@link LockLostError}), and so does an abort.
  */
-export class TurnWait implements WatchListener, AbortHandler {
+export class TurnWait implements WatchListener, WatchRange, AbortHandler {
   private watch: Watch | undefined
   private look: Look = 'pending'
   private looked = false
   /** The watch saw the predecessor go first: `'first'`, once the look agrees. */
   private deleted = false
   private done = false
-  private readonly wholeKey: string
-  private readonly wholePredecessor: string
 
   constructor(
     private readonly client: Namespace,
@@ -72,14 +70,31 @@ export class TurnWait implements WatchListener, AbortHandler {
     /** Told once how the wait ended (a lock request itself: no closures kept per wait). */
     private readonly listener: TurnListener,
     /**
-     * Where the watch starts: `'now'` in the package. A revision before the predecessor's stands
-     * for a member behind the one that answered the read (tests).
+     * {@link WatchRange.from}: where the watch starts, `'now'` in the package. A revision before
+     * the predecessor's stands for a member behind the one that answered the read (tests).
      */
-    private readonly from: bigint | 'now' = 'now',
-  ) {
-    const ns = namespacePrefix(client)
-    this.wholeKey = ns + entry.key
-    this.wholePredecessor = ns + predecessor.key
+    readonly from: bigint | 'now' = 'now',
+  ) {}
+
+  // The wait is its watch's range itself, read when etcd is asked to create it: no object, key
+  // strings or buffers kept per waiter.
+
+  /** {@link WatchRange.key}: the whole queue when second in line, else the predecessor's key. */
+  get key(): string {
+    const { predecessor } = this
+    return (
+      namespacePrefix(this.client) + (predecessor.last ? this.entry.queuePrefix : predecessor.key)
+    )
+  }
+
+  /** {@link WatchRange.rangeEnd} */
+  get rangeEnd(): 'prefix' | undefined {
+    return this.predecessor.last ? 'prefix' : undefined
+  }
+
+  /** {@link WatchRange.only} */
+  get only(): 'delete' {
+    return 'delete'
   }
 
   /** Starts watching; tells its listener exactly once. */
@@ -89,19 +104,7 @@ export class TurnWait implements WatchListener, AbortHandler {
       return
     }
     listenForAbort(this.signal, this)
-    const ns = namespacePrefix(this.client)
-    const start = Buffer.from(
-      this.predecessor.last ? ns + this.entry.queuePrefix : this.wholePredecessor,
-    )
-    this.watch = watchHubOf(this.client).watch(
-      {
-        key: start,
-        rangeEnd: this.predecessor.last ? Range.prefix(start).end : undefined,
-        only: 'delete',
-        from: this.from,
-      },
-      this,
-    )
+    this.watch = watchHubOf(this.client).watch(this, this)
   }
 
   /** {@link WatchListener.created}: etcd created the watch (again, after a broken stream). */
@@ -129,13 +132,16 @@ export class TurnWait implements WatchListener, AbortHandler {
   /** {@link WatchListener.events}: one response, the deletes of one revision (one txn) together. */
   events(events: IEvent[]): void {
     if (this.done) return
+    const ns = namespacePrefix(this.client)
     let ours = false
     let theirs = false
     for (const event of events) {
       if (BigInt(event.kv.mod_revision) <= this.predecessor.revision) continue
       const key = event.kv.key.toString()
-      if (key === this.wholeKey) ours = true
-      else if (key === this.wholePredecessor) theirs = true
+      if (!key.startsWith(ns)) continue
+      const inClient = key.slice(ns.length)
+      if (inClient === this.entry.key) ours = true
+      else if (inClient === this.predecessor.key) theirs = true
     }
     if (!this.predecessor.last) {
       if (theirs) this.succeed('look-again')

@@ -1,4 +1,4 @@
-import { type IWatchResponse, MaintenanceClient, type Namespace, WatchClient } from 'etcd3'
+import { type IWatchResponse, MaintenanceClient, type Namespace, Range, WatchClient } from 'etcd3'
 import { callOptions } from '../session/etcd-calls.js'
 import { Fifo } from '../util/fifo.js'
 import { log } from '../util/log.js'
@@ -273,6 +273,8 @@ export class WatchHub {
 
   private create(watch: Watch): void {
     const { range } = watch
+    const key = typeof range.key === 'string' ? Buffer.from(range.key) : range.key
+    const { rangeEnd } = range
     watch.phase = Phase.Creating
     watch.createdAt = undefined
     watch.isLive = false
@@ -281,8 +283,8 @@ export class WatchHub {
     this.sent(watch)
     this.stream.write({
       create_request: {
-        key: range.key,
-        range_end: range.rangeEnd,
+        key,
+        range_end: rangeEnd === 'prefix' ? Range.prefix(key).end : rangeEnd,
         start_revision: watch.next === 'now' ? undefined : watch.next.toString(),
         // etcd3's FilterType: NOPUT = 0, NODELETE = 1.
         filters: range.only === 'put' ? [1] : range.only === 'delete' ? [0] : undefined,

@@ -1,11 +1,15 @@
 import type { IEvent } from 'etcd3'
 
-/** What a watch covers and from when. Keys are whole etcd keys (a client's namespace included). */
+/**
+ * What a watch covers and from when. Keys are whole etcd keys (a client's namespace included).
+ * Read when the watch is created (again after a broken stream): an owner may give itself, with
+ * getters, rather than an object and buffers kept for as long as it watches.
+ */
 export interface WatchRange {
-  /** The key, or the first key of the range. */
-  readonly key: Buffer
-  /** End of the range (exclusive); none: `key` alone. */
-  readonly rangeEnd?: Buffer
+  /** The key, or the first key of the range: bytes, or text (sent as UTF-8). */
+  readonly key: Buffer | string
+  /** End of the range (exclusive), or `'prefix'`: every key that starts with `key`; none: `key` alone. */
+  readonly rangeEnd?: Buffer | 'prefix'
   /** Only this kind of event (filtered by etcd); none: both. */
   readonly only?: 'put' | 'delete'
   /**
