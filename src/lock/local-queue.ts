@@ -5,15 +5,20 @@ import { onAbort, type StopSignal } from '../util/abort.js'
  * the head talks to etcd; two requests of one process would otherwise share one session key.
  */
 export class LocalQueue<T> {
-  /** `takeTurn` is dropped once called: a held lock need not keep its wait's signal alive. */
-  private entries: Array<{ item: T; takeTurn: (() => void) | undefined }> = []
+  /** The head: the item whose turn it is. Most uploads have one request of this process at a time. */
+  private first: T | undefined
+  /**
+   * The items behind the head, in order, each with what gives it its turn: made for a second
+   * item only (an array and an entry for every held lock or waiter would be about 130 bytes).
+   */
+  private behind: Array<{ item: T; takeTurn: () => void }> | undefined
 
   get size(): number {
-    return this.entries.length
+    return (this.first === undefined ? 0 : 1) + (this.behind?.length ?? 0)
   }
 
   get head(): T | undefined {
-    return this.entries[0]?.item
+    return this.first
   }
 
   /**
@@ -22,28 +27,25 @@ export class LocalQueue<T> {
    */
   waitTurn(item: T, signal: StopSignal): Promise<void> {
     if (signal.aborted) return Promise.reject(signal.reason)
+    if (this.first === undefined) {
+      this.first = item
+      return Promise.resolve()
+    }
     return new Promise<void>((resolve, reject) => {
-      let stopListening: (() => void) | undefined
-      const entry = {
-        item,
-        takeTurn: () => {
-          stopListening?.()
-          resolve()
-        },
-      }
-      if (this.entries.length === 0) {
-        // Most uploads have one request of this process at a time: an array of one, not one
-        // grown by push() to 16 places (about 130 bytes a held lock or waiter).
-        this.entries = [entry]
-        this.giveTurn()
-        return
-      }
-      this.entries.push(entry)
-      stopListening = onAbort(signal, () => {
-        if (this.head === item) return // its turn came first; the caller handles the abort
+      const stopListening = onAbort(signal, () => {
+        if (this.first === item) return // its turn came first; the caller handles the abort
         this.remove(item)
         reject(signal.reason)
       })
+      const entry = {
+        item,
+        takeTurn: () => {
+          stopListening()
+          resolve()
+        },
+      }
+      if (this.behind === undefined) this.behind = [entry]
+      else this.behind.push(entry)
     })
   }
 
@@ -53,17 +55,24 @@ export class LocalQueue<T> {
   }
 
   private remove(item: T): void {
-    const index = this.entries.findIndex((entry) => entry.item === item)
-    if (index < 0) return
-    this.entries.splice(index, 1)
-    if (index === 0) this.giveTurn()
+    if (this.first === item) {
+      this.first = undefined
+      this.giveTurn()
+      return
+    }
+    const behind = this.behind
+    const index = behind?.findIndex((entry) => entry.item === item) ?? -1
+    if (behind === undefined || index < 0) return
+    behind.splice(index, 1)
+    if (behind.length === 0) this.behind = undefined
   }
 
+  /** The head left: the first item behind it becomes the head, and its turn comes. */
   private giveTurn(): void {
-    const head = this.entries[0]
-    const takeTurn = head?.takeTurn
-    if (head === undefined || takeTurn === undefined) return
-    head.takeTurn = undefined
-    takeTurn()
+    const next = this.behind?.shift()
+    if (next === undefined) return
+    if (this.behind?.length === 0) this.behind = undefined
+    this.first = next.item
+    next.takeTurn()
   }
 }

@@ -6,7 +6,15 @@ import { describe } from '../keys.js'
 import { accessError, backoffMs, isRetryable } from '../session/etcd-calls.js'
 import type { Session } from '../session/session.js'
 import { endpointsOf } from '../session/session-keeper.js'
-import { abortable, delay, LinkedAbort, onAbort, settledWithin } from '../util/abort.js'
+import {
+  type AbortHandler,
+  abortable,
+  delay,
+  LinkedAbort,
+  listenForAbort,
+  settledWithin,
+  stopListeningForAbort,
+} from '../util/abort.js'
 import type { DeadlineItem, DeadlineQueue } from '../util/deadline-queue.js'
 import type { InFlightLimit } from '../util/in-flight-limit.js'
 import { log } from '../util/log.js'
@@ -16,7 +24,7 @@ import { type ContentionListener, ContentionWatch } from './contention-watch.js'
 import type { LocalQueue } from './local-queue.js'
 import { QueueEntry } from './queue-entry.js'
 import type { KeptKey, Retention } from './retention.js'
-import type { TurnListener } from './turn-wait.js'
+import type { Predecessor, TurnListener } from './turn-wait.js'
 
 /** What a lock request needs of its locker. */
 export interface LockContext {
@@ -74,7 +82,7 @@ type WaitingOn = LockerEvents['lockWaiting'][0]['waitingOn']
  * One `lock()` call of an {@link Etcd3Lock}, from its wait to its unlock: protocol steps 1 to 6
  * for one request of this process for one upload. Used once.
  */
-export class LockRequest implements ContentionListener, TurnListener, DeadlineItem {
+export class LockRequest implements ContentionListener, TurnListener, DeadlineItem, AbortHandler {
   private state: State = 'idle'
   private entry: QueueEntry | undefined
   private requestRelease: RequestRelease | undefined
@@ -85,9 +93,9 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
   private contention: ReleaseCause | undefined
   /** The last segment (lease hex) of the key of the other client that queued, if one did. */
   private waiter: string | undefined
-  /** What this request waits on now, and the last segment (lease hex) of the entry ahead. */
+  /** What this request waits on now, and the entry ahead in etcd's queue (when it waits on one). */
   private waitingOn: WaitingOn = 'local-request'
-  private waitingFor: string | undefined
+  private waitingBehind: Predecessor | undefined
   private heldSince = 0
   /** When the wait began on the monotonic clock: what acquireLockTimeout is measured from. */
   startedAt = 0
@@ -98,8 +106,6 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
   /** @internal */
   deadlineNext: DeadlineItem | undefined
   private stop: LinkedAbort | undefined
-  /** Removes the session-lost listener of the hold. */
-  private forgetSessionLost: () => void = noop
   /** What settles the promise `lock()` returned, until it is settled (two fields, no object). */
   private resolveLock: (() => void) | undefined
   private rejectLock: ((error: unknown) => void) | undefined
@@ -108,13 +114,19 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
 
   constructor(
     private readonly context: LockContext,
-    /** The upload id, as given. */
-    readonly id: string,
-    /** `P/<escaped id>/`: where this upload's queue lives in etcd. */
-    readonly queuePrefix: string,
-    /** Where this request puts itself once it holds: its `Etcd3Lock`'s, which `unlock()` ends. */
+    /** Where this request puts itself once it holds: its `Etcd3Lock`, whose `unlock()` ends it. */
     private readonly slot: HoldSlot,
   ) {}
+
+  /** The upload id, as given. */
+  get id(): string {
+    return this.slot.id
+  }
+
+  /** `P/<escaped id>/`: where this upload's queue lives in etcd. */
+  get queuePrefix(): string {
+    return this.slot.queuePrefix
+  }
 
   /**
    * Waits for the lock; resolves and rejects as `Etcd3Lock.lock()` documents. Its steps are
@@ -221,7 +233,8 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
       String(entry.revision),
       retained ? ', kept from the last unlock' : '',
     )
-    this.forgetSessionLost = onAbort(entry.session.signal, () => this.askToRelease('session-lost'))
+    // The request hears its session's end itself (handleAbort): no closure kept per hold.
+    listenForAbort(entry.session.signal, this)
     this.slot.holding = this
     if (this.watch === undefined) {
       this.watchTimer = setTimeout(() => {
@@ -260,8 +273,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
       if (this.state === 'held' && this.rejectLock !== undefined) {
         // Thrown once held, before lock() resolved: nothing may stay held that lock()'s caller
         // is told it does not have. Given up as from a wait: key deleted, lockFailed.
-        this.forgetSessionLost()
-        this.forgetSessionLost = noop
+        this.stopHearingSessionLost()
         clearTimeout(this.watchTimer)
         if (this.slot.holding === this) this.slot.holding = undefined
         this.gaveUp(error, stop)
@@ -304,13 +316,22 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
     this.askToRelease('key-deleted')
   }
 
+  /** {@link AbortHandler.handleAbort}: the session of the hold was lost. */
+  handleAbort(): void {
+    this.askToRelease('session-lost')
+  }
+
+  private stopHearingSessionLost(): void {
+    if (this.entry !== undefined) stopListeningForAbort(this.entry.session.signal, this)
+  }
+
   /** Releases the lock as `Etcd3Lock.unlock()` documents; does nothing unless it holds. */
   unlock(): Promise<void> {
     if (this.state !== 'held') return Promise.resolve()
     this.state = 'done'
     clearTimeout(this.watchTimer)
     const { entry, watch } = this
-    this.forgetSessionLost()
+    this.stopHearingSessionLost()
     log.lock('%s: unlock', this.queuePrefix)
     const heldMs = Date.now() - this.heldSince
     const queue = this.context.localQueue(this.queuePrefix)
@@ -390,7 +411,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
           return
         }
         log.lock('%s: %s waits for %s', this.queuePrefix, entry.key, predecessor.key)
-        this.waitingFor = predecessor.key.slice(this.queuePrefix.length)
+        this.waitingBehind = predecessor
         this.waitingOn = 'queue-entry'
         // This request hears the wait's end itself (turnCame, turnFailed).
         this.guarded(stop, () => entry.waitForTurnThen(predecessor, stop.signal, this))
@@ -462,10 +483,15 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
       id: this.id,
       waitedMs: this.context.acquireLockTimeout,
       waitingOn: onEntry ? 'queue-entry' : 'etcd',
-      holder: onEntry ? this.waitingFor : undefined,
+      holder: onEntry ? this.holderAhead() : undefined,
       queuePrefix: this.queuePrefix,
       endpoints: endpointsOf(this.context.client),
     })
+  }
+
+  /** The last segment (lease hex) of the entry this request waits behind, if it waits on one. */
+  private holderAhead(): string | undefined {
+    return this.waitingBehind?.key.slice(this.queuePrefix.length)
   }
 
   private where(): { key: string; prefix: string } {
@@ -502,7 +528,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
       id: this.id,
       waitedMs: Math.floor(performance.now() - this.startedAt),
       waitingOn: this.waitingOn,
-      holder: this.waitingOn === 'queue-entry' ? this.waitingFor : undefined,
+      holder: this.waitingOn === 'queue-entry' ? this.holderAhead() : undefined,
     })
     // Ended by a listener (its abort reaches the request a microtask later).
     if (this.state !== 'acquiring' || this.stop !== stop || stop.signal.aborted) return
@@ -521,6 +547,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
     if (this.state !== 'held' || this.releaseRequested) return
     this.releaseRequested = true
     const waiter = cause === 'remote-waiter' ? this.waiter : undefined
+    this.waiter = undefined // told once: not kept for the rest of the hold
     const why = RELEASE_REASONS[cause] + (waiter ? ` (lease ${waiter})` : '')
     log.lock('%s: asking the holder to release: %s', this.queuePrefix, why)
     // Just before requestRelease: a listener can tell why when requestRelease runs.
@@ -535,12 +562,14 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
   }
 }
 
-/** Where a request puts itself once it holds: one per `Etcd3Lock`, whose `unlock()` ends it. */
+/** Where a request puts itself once it holds: its `Etcd3Lock`, whose `unlock()` ends it. */
 export interface HoldSlot {
+  /** The upload id, as given. */
+  readonly id: string
+  /** `P/<escaped id>/`: where this upload's queue lives in etcd. */
+  readonly queuePrefix: string
   holding: LockRequest | undefined
 }
-
-const noop = () => {}
 
 /** Refuses what `@tus/server` never passes, before any state changes or timer starts. */
 function checkLockArguments(signal: unknown, requestRelease: unknown): void {

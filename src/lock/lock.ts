@@ -7,9 +7,12 @@ import { type HoldSlot, type LockContext, LockRequest } from './lock-request.js'
  * or waits queues like any other request of this process for the upload (it asks the holder to
  * release, and times out with `ERRORS.ERR_LOCK_TIMEOUT`).
  */
-export class Etcd3Lock implements Lock {
-  /** The request that holds, set by the request itself as it takes the lock. */
-  private readonly slot: HoldSlot = { holding: undefined }
+export class Etcd3Lock implements Lock, HoldSlot {
+  /**
+   * @internal The request that holds, set by the request itself as it takes the lock. The lock
+   * is its requests' slot itself, not an object beside it: one less per held lock and waiter.
+   */
+  holding: LockRequest | undefined
 
   constructor(
     private readonly context: LockContext,
@@ -29,13 +32,10 @@ export class Etcd3Lock implements Lock {
    */
   lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     // Not an async function: its suspended frame would stay with every waiter for as long as it
-    // waits (thousands in a process may), and the request sets the slot itself. It still never
+    // waits (thousands in a process may), and the request sets `holding` itself. It still never
     // throws, as an async function would not (called without its object, say).
     try {
-      return new LockRequest(this.context, this.id, this.queuePrefix, this.slot).lock(
-        signal,
-        requestRelease,
-      )
+      return new LockRequest(this.context, this).lock(signal, requestRelease)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -49,8 +49,8 @@ export class Etcd3Lock implements Lock {
    * holds nothing, resolves and does nothing.
    */
   unlock(): Promise<void> {
-    const request = this.slot.holding
-    this.slot.holding = undefined
+    const request = this.holding
+    this.holding = undefined
     return request?.unlock() ?? Promise.resolve()
   }
 
@@ -63,6 +63,6 @@ export class Etcd3Lock implements Lock {
         revision: bigint
       }
     | undefined {
-    return this.slot.holding?.heldEntry()
+    return this.holding?.heldEntry()
   }
 }

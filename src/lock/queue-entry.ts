@@ -1,4 +1,4 @@
-import type { IKeyValue, IRangeRequest, Namespace } from 'etcd3'
+import type { IKeyValue, IRangeRequest, ITxnResponse, Namespace } from 'etcd3'
 import { LockLostError } from '../errors.js'
 import { lockCallOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
 import { readBatchOf } from '../session/read-batch.js'
@@ -14,12 +14,12 @@ import { type Predecessor, type TurnListener, TurnWait } from './turn-wait.js'
  * with the oldest create revision holds the lock.
  */
 export class QueueEntry {
-  readonly key: string
-  /** Our key as etcd sees it (with the client's namespace). */
-  private readonly keyBytes: Buffer
   /** The predecessor the enqueue txn saw, for the first wait (no read needed for it). */
   private seenAtEnqueue: Predecessor | undefined
-  private enqueued: Promise<bigint> | undefined
+  /** The enqueue's txn while it is in flight: what a release waits for. */
+  private enqueuing: Promise<ITxnResponse> | undefined
+  /** An enqueue was sent: our key may be in etcd (a release deletes it). */
+  private sent = false
   private rev: bigint | undefined
 
   constructor(
@@ -27,12 +27,21 @@ export class QueueEntry {
     readonly queuePrefix: string,
     readonly session: Session,
     private readonly limit: InFlightLimit,
-  ) {
-    this.key = queuePrefix + session.leaseHex
-    // The two txns of every lock cycle go to the KV service directly (in batches): the query
-    // builders cost a cycle about 20% more client CPU (bench/throughput). Keys carry the
-    // namespace's prefix.
-    this.keyBytes = Buffer.concat([client.prefix, Buffer.from(this.key)])
+  ) {}
+
+  /** Our key, `P/<id>/<leaseHex>` (made when asked: not kept by every held lock and waiter). */
+  get key(): string {
+    return this.queuePrefix + this.session.leaseHex
+  }
+
+  /**
+   * Our key as etcd sees it (with the client's namespace), made when a call needs it, not kept:
+   * a held lock or a waiter keeps only what it needs later. The two txns of every lock cycle go
+   * to the KV service directly (in batches): the query builders cost a cycle about 20% more
+   * client CPU (bench/throughput).
+   */
+  private keyBytes(): Buffer {
+    return Buffer.concat([this.client.prefix, Buffer.from(this.key)])
   }
 
   /** Create revision of our key: our place in the queue. */
@@ -47,7 +56,7 @@ export class QueueEntry {
    * (see {@link predecessor}), so a waiter starts watching one round trip sooner.
    */
   async enqueue(): Promise<boolean> {
-    const key = this.keyBytes
+    const key = this.keyBytes()
     const { start, end } = this.queueRange()
     // Created: ours is the newest key, so the newest three (ours, the predecessor, whether
     // anything is older still) tell whether ours is first and who is just before it.
@@ -78,12 +87,15 @@ export class QueueEntry {
       },
       start.toString(LATIN1),
     )
-    const enqueued = txn.then((res) => {
-      const mine = res.responses[0]?.response_range?.kvs[0]
-      return res.succeeded ? BigInt(res.header.revision) : createRevision(mine)
-    })
-    this.enqueued = enqueued
-    const [res, rev] = await Promise.all([txn, enqueued])
+    this.enqueuing = txn
+    this.sent = true
+    let res: ITxnResponse
+    try {
+      res = await txn
+    } finally {
+      if (this.enqueuing === txn) this.enqueuing = undefined
+    }
+    const rev = enqueuedRevision(res)
     this.rev = rev
     this.seenAtEnqueue = undefined
     const found = res.responses[1]?.response_range?.kvs ?? []
@@ -128,7 +140,7 @@ export class QueueEntry {
       }),
     )
     const [mine, before, older] = res.kvs
-    if (mine === undefined || createRevision(mine) !== rev || !this.keyBytes.equals(mine.key)) {
+    if (mine === undefined || createRevision(mine) !== rev || !this.keyBytes().equals(mine.key)) {
       throw new LockLostError(this.key)
     }
     if (before === undefined) return undefined
@@ -167,9 +179,14 @@ export class QueueEntry {
    * flight, so a request that gives up mid-enqueue leaves no key behind. Never rejects.
    */
   async release(): Promise<void> {
-    if (this.enqueued === undefined) return
+    if (!this.sent) return
     // An enqueue answered after the session ended needs no delete: the lease took its key.
-    const rev = await abortable(this.enqueued, this.session.signal).catch(() => undefined)
+    const rev =
+      this.enqueuing === undefined
+        ? this.rev
+        : await abortable(this.enqueuing, this.session.signal)
+            .then(enqueuedRevision)
+            .catch(() => undefined)
     // When the enqueue's answer was lost, the key (if any) is still ours: only one request of
     // this process uses this session's key for this upload at a time (the local queue). Read its
     // create revision first and delete only that key: an attempt of ours that etcd applies late
@@ -192,24 +209,25 @@ export class QueueEntry {
 
   /** Create revision of our key in etcd now, `undefined` when there is none. */
   private async currentRevision(): Promise<bigint | undefined> {
-    const res = await this.client.kv.range({ key: this.keyBytes }, lockCallOptions())
+    const res = await this.client.kv.range({ key: this.keyBytes() }, lockCallOptions())
     const mine = res.kvs[0]
     return mine === undefined ? undefined : createRevision(mine)
   }
 
   /** Deletes our key if its create revision is `rev`: never a newer key of the same name. */
   private async deleteIfCreatedAt(rev: bigint): Promise<void> {
+    const key = this.keyBytes()
     await txnBatchOf(this.client).txn(
       {
         compare: [
           {
-            key: this.keyBytes,
+            key,
             target: 'Create',
             result: 'Equal',
             create_revision: rev.toString(),
           },
         ],
-        success: [{ request_delete_range: { key: this.keyBytes } }],
+        success: [{ request_delete_range: { key } }],
         failure: [],
       },
       this.queueRange().start.toString(LATIN1),
@@ -229,6 +247,13 @@ export class QueueEntry {
     if (this.rev === undefined) throw new Error(`${this.key} is not enqueued yet`)
     return this.rev
   }
+}
+
+/** The create revision of our key, from the enqueue txn's answer. */
+function enqueuedRevision(res: ITxnResponse): bigint {
+  return res.succeeded
+    ? BigInt(res.header.revision)
+    : createRevision(res.responses[0]?.response_range?.kvs[0])
 }
 
 function createRevision(kv: IKeyValue | undefined): bigint {

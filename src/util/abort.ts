@@ -21,9 +21,9 @@ export interface AbortHandler {
 export type AbortListener = ((signal: StopSignal) => void) | AbortHandler
 
 /**
- * The listeners {@link onAbort} added to an AbortSignal, behind one listener of the signal's own:
- * this object (its `handleEvent`). Most signals are a request's, with one listener: it is kept
- * as it is, and a set is made only for a second.
+ * The listeners {@link onAbort} added to an AbortSignal, behind one listener of the signal's own
+ * ({@link runFanOut}, one function for every signal). Most signals are a request's, with one
+ * listener: it is kept as it is, and a set is made only for a second.
  */
 class FanOut {
   private one: AbortListener | undefined
@@ -49,19 +49,28 @@ class FanOut {
     return this.one === listener || (this.many?.has(listener) ?? false)
   }
 
-  /**
-   * The signal aborted: calls its listeners, in the order added. The fan-out stays known until
-   * they have run, so that one of them can still remove a later one.
-   */
-  handleEvent(event: Event): void {
-    const signal = event.target as AbortSignal
-    const listeners = this.many !== undefined ? [...this.many] : this.one ? [this.one] : []
-    for (const listener of listeners) {
-      if (!this.delete(listener)) continue // removed by a listener that ran before it
-      callListener(listener, signal)
-    }
-    fanOuts.delete(signal)
+  /** Its listeners now, in the order added. */
+  list(): AbortListener[] {
+    if (this.many !== undefined) return [...this.many]
+    return this.one === undefined ? [] : [this.one]
   }
+}
+
+/**
+ * The one listener of ours on every AbortSignal listened to: it finds the signal's fan-out, so
+ * no function or bound object is made per signal (an EventTarget wraps an object listener in a
+ * closure of its own). The fan-out stays known until its listeners have run, so that one of them
+ * can still remove a later one.
+ */
+function runFanOut(event: Event): void {
+  const signal = event.target as AbortSignal
+  const fanOut = fanOuts.get(signal)
+  if (fanOut === undefined) return
+  for (const listener of fanOut.list()) {
+    if (!fanOut.delete(listener)) continue // removed by a listener that ran before it
+    callListener(listener, signal)
+  }
+  fanOuts.delete(signal)
 }
 
 const fanOuts = new WeakMap<AbortSignal, FanOut>()
@@ -113,13 +122,13 @@ function isListening(signal: StopSignal, listener: AbortListener): boolean {
   return fanOuts.get(signal as AbortSignal)?.has(listener) ?? false
 }
 
-/** The fan-out behind `signal`'s one listener of ours, made (and added as that listener) on first use. */
+/** The fan-out behind `signal`'s one listener of ours, made (and that listener added) on first use. */
 function fanOutOf(signal: AbortSignal): FanOut {
   const known = fanOuts.get(signal)
   if (known !== undefined) return known
   const fanOut = new FanOut()
   fanOuts.set(signal, fanOut)
-  signal.addEventListener('abort', fanOut, { once: true })
+  signal.addEventListener('abort', runFanOut, { once: true })
   return fanOut
 }
 

@@ -74,7 +74,11 @@ describe('lock() as steps', () => {
     process.on('unhandledRejection', onUnhandled)
     try {
       const events: string[] = []
-      const request = new LockRequest(throwingContext(events), 'u', 'P/u/', { holding: undefined })
+      const request = new LockRequest(throwingContext(events), {
+        id: 'u',
+        queuePrefix: 'P/u/',
+        holding: undefined,
+      })
       const settled = request
         .lock(never(), () => {})
         .then(
@@ -112,7 +116,11 @@ describe('lock() as steps', () => {
       let result = ''
       const unhandled = await collectUnhandled(async () => {
         const context = { ...throwingContext(events), ...over }
-        const request = new LockRequest(context, 'u', 'P/u/', { holding: undefined })
+        const request = new LockRequest(context, {
+          id: 'u',
+          queuePrefix: 'P/u/',
+          holding: undefined,
+        })
         result = await outcome(request.lock(never(), () => {}))
       })
       expect({ result, events, unhandled: unhandled.map(String) }).toEqual({
@@ -143,8 +151,8 @@ describe('lock() as steps', () => {
       localQueue: () => queue,
       retention: { take: async () => kept } as unknown as LockContext['retention'],
     }
-    const slot = { holding: undefined as LockRequest | undefined }
-    const request = new LockRequest(context, 'u', 'P/u/', slot)
+    const slot = { id: 'u', queuePrefix: 'P/u/', holding: undefined as LockRequest | undefined }
+    const request = new LockRequest(context, slot)
     const result = await outcome(request.lock(never(), () => {}))
     expect({
       result,
