@@ -99,11 +99,9 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
   private heldSince = 0
   /** When the wait began on the monotonic clock: what acquireLockTimeout is measured from. */
   startedAt = 0
-  /** @internal Kept by the deadline queue the wait is in (its report's or its timeout's). */
+  /** Kept by the deadline queue the wait is in (its report's or its timeout's); see there. */
   deadlineQueue: object | undefined
-  /** @internal */
   deadlinePrev: DeadlineItem | undefined
-  /** @internal */
   deadlineNext: DeadlineItem | undefined
   private stop: LinkedAbort | undefined
   /** What settles the promise `lock()` returned, until it is settled (two fields, no object). */
@@ -517,7 +515,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
   }
 
   /**
-   * @internal Its report queue's: the wait has lasted {@link LONG_WAIT_MS}. Reports it, then
+   * Its report queue's: the wait has lasted {@link LONG_WAIT_MS}. Reports it, then
    * joins the timeout queue (due `acquireLockTimeout` after the start, on the monotonic clock:
    * a wall clock set back while a request waits must not make it wait longer).
    */
@@ -535,7 +533,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
     this.context.waitTimeouts.add(this)
   }
 
-  /** @internal Its timeout queue's: `acquireLockTimeout` has passed. */
+  /** Its timeout queue's: `acquireLockTimeout` has passed. */
   waitTimedOut(): void {
     const stop = this.stop
     if (this.state !== 'acquiring' || stop === undefined) return

@@ -7,12 +7,13 @@ import { type HoldSlot, type LockContext, LockRequest } from './lock-request.js'
  * or waits queues like any other request of this process for the upload (it asks the holder to
  * release, and times out with `ERRORS.ERR_LOCK_TIMEOUT`).
  */
-export class Etcd3Lock implements Lock, HoldSlot {
+export class Etcd3Lock implements Lock {
   /**
-   * @internal The request that holds, set by the request itself as it takes the lock. The lock
-   * is its requests' slot itself, not an object beside it: one less per held lock and waiter.
+   * The request that holds, set by the request itself as it takes the lock: this lock is its
+   * requests' hold slot (see `HoldSlot`), not an object beside it, one less per held lock and
+   * waiter. Not part of the API.
    */
-  holding: LockRequest | undefined
+  private holding: LockRequest | undefined
 
   constructor(
     private readonly context: LockContext,
@@ -35,7 +36,7 @@ export class Etcd3Lock implements Lock, HoldSlot {
     // waits (thousands in a process may), and the request sets `holding` itself. It still never
     // throws, as an async function would not (called without its object, say).
     try {
-      return new LockRequest(this.context, this).lock(signal, requestRelease)
+      return new LockRequest(this.context, this as unknown as HoldSlot).lock(signal, requestRelease)
     } catch (error) {
       return Promise.reject(error)
     }

@@ -5,7 +5,7 @@
 export interface DeadlineItem {
   /** When its wait began, on the monotonic clock (`performance.now()`): it is due `delayMs` later. */
   readonly startedAt: number
-  /** @internal The queue it is in, and its neighbours there; set by the queue only. */
+  /** The queue it is in, and its neighbours there: set by the queue only. */
   deadlineQueue: object | undefined
   deadlinePrev: DeadlineItem | undefined
   deadlineNext: DeadlineItem | undefined
@@ -73,7 +73,7 @@ export class DeadlineQueue<T extends DeadlineItem> {
     if (this.head === undefined) this.clearTimer()
   }
 
-  /** @internal The timer's: tells every item due now, in order, then sets it for the next one. */
+  /** The timer's: tells every item due now, in order, then sets it for the next one. */
   fire(): void {
     this.timer = undefined
     const now = performance.now()
