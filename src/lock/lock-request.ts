@@ -193,6 +193,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
     else {
       // What a kept key's watch told while take() checked it is about that key, not ours.
       this.contention = undefined
+      this.waiter = undefined
       this.acquire(stop)
     }
   }
@@ -306,6 +307,8 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
     this.waiter = waiter
     this.context.retention.noteTaken(this.queuePrefix)
     this.askToRelease('remote-waiter')
+    // Told, or asked already: kept only for a hold that has not begun (it asks as it begins).
+    if (this.state === 'held') this.waiter = undefined
   }
 
   /** {@link ContentionListener.keyDeleted}: our lock key was deleted in etcd. */

@@ -62,8 +62,10 @@ class FanOut {
  * closure of its own). The fan-out stays known until its listeners have run, so that one of them
  * can still remove a later one.
  */
-function runFanOut(event: Event): void {
-  const signal = event.target as AbortSignal
+function runFanOut(this: AbortSignal, event: Event): void {
+  // The event's target, or the signal it was called on: a polyfilled signal may dispatch an
+  // event with no target (called on the signal, as an EventTarget calls its listeners).
+  const signal = (event?.target ?? this) as AbortSignal
   const fanOut = fanOuts.get(signal)
   if (fanOut === undefined) return
   for (const listener of fanOut.list()) {
@@ -284,7 +286,7 @@ export class LinkedAbort implements StopSignal, AbortHandler {
     }
   }
 
-  /** @internal For {@link listenForAbort}: a function listens once, as in an AbortSignal's fan-out. */
+  /** @internal For {@link listenForAbort}: a listener (function or handler) listens once, as in an AbortSignal's fan-out. */
   addListener(listener: AbortListener): void {
     if (this.aborted) return
     // In an array of its own size (see sources).

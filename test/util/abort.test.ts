@@ -193,6 +193,34 @@ describe.each(signalKinds)('onAbort on $kind', ({ make }) => {
 })
 
 describe('onAbort', () => {
+  it('a polyfilled signal that calls its listeners with an event that has no target is heard', () => {
+    // As the abortcontroller-polyfill's emitter does: the listener is called on the signal with a
+    // fresh event, never dispatched. lock() takes any signal with addEventListener and aborted.
+    class PolyfilledSignal {
+      aborted = false
+      reason: unknown
+      private readonly listeners: Array<(event: unknown) => void> = []
+      addEventListener(_type: string, listener: (event: unknown) => void) {
+        this.listeners.push(listener)
+      }
+      removeEventListener() {}
+      abort(reason: unknown) {
+        this.aborted = true
+        this.reason = reason
+        for (const listener of this.listeners) listener.call(this, { type: 'abort', target: null })
+      }
+    }
+    const signal = new PolyfilledSignal()
+    const stop = new LinkedAbort()
+    stop.link(signal as unknown as AbortSignal)
+    const calls: unknown[] = []
+    onAbort(signal, () => calls.push('direct'))
+    signal.abort('why')
+    expect(calls).toEqual(['direct'])
+    expect(stop.signal.aborted).toBe(true)
+    expect(stop.signal.reason).toBe('why')
+  })
+
   it('20 000 listeners: each one removed, the rest still called, and the signal holds one listener', async () => {
     const controller = new AbortController()
     const removes: Array<() => void> = []

@@ -71,10 +71,23 @@ describe('DeadlineQueue', () => {
     queue.remove(b)
     queue.remove(b) // again: nothing
     expect(queue.has(b)).toBe(false)
-    const again = new Item('b again')
-    queue.add(again)
+    queue.add(b) // the same item, removed, joins again: in its place by its start, before c
     await within(2_000)
-    expect(told.map((item) => item.name)).toEqual(['c', 'b again'])
+    expect(told.map((item) => item.name)).toEqual(['b', 'c'])
+  })
+
+  it('an item older than the head is told at its own time, not at the head’s', async () => {
+    const { queue, told, within } = recording(1_000, 2)
+    const now = performance.now()
+    const head = new Item('head', now) // due in 1 s: the timer is set for it
+    const older = new Item('older', now - 990) // due in 10 ms
+    queue.add(head)
+    queue.add(older)
+    await within(3_000)
+    expect(told.map((item) => item.name)).toEqual(['older', 'head'])
+    // Told before the head's time: a timer left for the head would have told both at once.
+    expect(older.toldAt).toBeLessThan(head.startedAt + 1_000)
+    expect(head.toldAt).toBeGreaterThanOrEqual(head.startedAt + 1_000)
   })
 
   it('an item in a queue cannot join another (its links are the queue’s)', () => {
