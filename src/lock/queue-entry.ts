@@ -1,4 +1,4 @@
-import type { IKeyValue, IRangeRequest, ITxnResponse, Namespace } from 'etcd3'
+import { type IKeyValue, type IRangeRequest, type ITxnResponse, type Namespace, Range } from 'etcd3'
 import { LockLostError } from '../errors.js'
 import { lockCallOptions, retryWhileSessionLives } from '../session/etcd-calls.js'
 import { readBatchOf } from '../session/read-batch.js'
@@ -240,7 +240,7 @@ export class QueueEntry {
    */
   private queueRange(): { start: Buffer; end: Buffer } {
     const start = Buffer.concat([this.client.prefix, Buffer.from(this.queuePrefix)])
-    return { start, end: prefixEnd(start) }
+    return { start, end: Range.prefix(start).end }
   }
 
   private mustHaveRevision(): bigint {
@@ -265,15 +265,3 @@ const EMPTY = Buffer.alloc(0)
 
 /** Byte for byte: the queue's whole prefix as a string, for the txn batch's one write per queue. */
 const LATIN1 = 'latin1'
-
-/** The first key after every key that starts with `prefix` (etcd's range end of a prefix). */
-function prefixEnd(prefix: Buffer): Buffer {
-  const end = Buffer.from(prefix)
-  for (let i = end.length - 1; i >= 0; i--) {
-    if ((end[i] as number) < 0xff) {
-      end[i] = (end[i] as number) + 1
-      return end.subarray(0, i + 1)
-    }
-  }
-  return Buffer.from([0]) // all 0xff: to the end of the key space
-}

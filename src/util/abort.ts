@@ -1,5 +1,7 @@
 /** Small helpers to wait on promises and timers without ever outliving an abort signal. */
 
+import { throwAlone } from './throw-alone.js'
+
 /**
  * What a wait listens to: an `AbortSignal`, or a {@link LinkedAbort} (which is its own, lighter
  * signal). Listen to it with {@link onAbort} or {@link listenForAbort}, never `addEventListener`.
@@ -140,9 +142,7 @@ function callListener(listener: AbortListener, signal: StopSignal): void {
     if (typeof listener === 'function') listener(signal)
     else listener.handleAbort(signal)
   } catch (error) {
-    queueMicrotask(() => {
-      throw error
-    })
+    throwAlone(error)
   }
 }
 

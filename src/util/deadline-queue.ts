@@ -1,3 +1,5 @@
+import { throwAlone } from './throw-alone.js'
+
 /**
  * What a {@link DeadlineQueue} keeps of each item: its start and its links, as fields of the item
  * itself (no node object, no timer per item).
@@ -83,10 +85,7 @@ export class DeadlineQueue<T extends DeadlineItem> {
       try {
         this.due(item)
       } catch (error) {
-        // Thrown on its own, as a timer's callback's would be; the other items are still told.
-        queueMicrotask(() => {
-          throw error
-        })
+        throwAlone(error) // the other items are still told
       }
     }
     this.setTimer()
