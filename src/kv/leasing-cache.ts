@@ -252,7 +252,7 @@ export class LeasingCache {
     // is resumed by the hub from the next revision, so nothing is missed; a watch etcd ends
     // (compaction) may have missed a REVOKE: give the key up rather than risk a stale read.
     const watch = watchHubOf(this.client).watch(
-      { key: Buffer.from(namespacePrefix(this.client) + this.leaseKey(key)), from: revision + 1n },
+      { key: namespacePrefix(this.client) + this.leaseKey(key), from: revision + 1n },
       {
         events: (events) => {
           for (const event of events) {

@@ -476,7 +476,6 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
     )
   }
 
-  /** This lock's queue and root prefix (`P/<escaped id>/` less its last segment), for errors. */
   /** What a timeout in etcd rejects with: it names etcd and the entry it waited behind. */
   private timeoutError(): LockTimeoutError {
     const onEntry = this.waitingOn === 'queue-entry'
@@ -495,6 +494,7 @@ export class LockRequest implements ContentionListener, TurnListener, DeadlineIt
     return this.waitingBehind?.key.slice(this.queuePrefix.length)
   }
 
+  /** This lock's queue and root prefix (`P/<escaped id>/` less its last segment), for errors. */
   private where(): { key: string; prefix: string } {
     const key = this.queuePrefix
     return { key, prefix: key.slice(0, key.slice(0, -1).lastIndexOf('/')) }

@@ -35,7 +35,7 @@ export function deletedOrInterrupted(
     }
     const forgetAbort = onAbort(signal, () => finish(() => reject(signal.reason)))
     const watch = watchHubOf(client).watch(
-      { key: Buffer.from(whole), only: 'delete', from: fromRevision },
+      { key: whole, only: 'delete', from: fromRevision },
       {
         created: (revision) => settled || onWatching?.(revision),
         events: (events) => {
