@@ -12,6 +12,7 @@ import {
   type StopSignal,
   stopListeningForAbort,
 } from '../../src/util/abort.js'
+import { hearingUncaught } from '../harness/uncaught.js'
 
 // A LinkedAbort is its own signal (no AbortSignal, for its weight): its listeners must be called
 // exactly as an AbortSignal's are.
@@ -77,29 +78,16 @@ describe.each(signalKinds)('onAbort on $kind', ({ make }) => {
   it('a listener that throws does not keep the others from running; its error is thrown alone', async () => {
     const controller = make()
     const calls: string[] = []
-    // The test runner's own handler would report the error as a failure: ours alone hears it,
-    // and the runner's are back however the test ends.
-    const runners = process.listeners('uncaughtException')
-    process.removeAllListeners('uncaughtException')
-    let heard: (error: unknown) => void = () => {}
-    const onError = (error: unknown) => heard(error)
-    process.on('uncaughtException', onError)
-    try {
-      const thrown = new Promise<unknown>((resolve, reject) => {
-        heard = resolve
-        setTimeout(() => reject(new Error('the listener error was never thrown')), 2_000)
-      })
+    // Heard by the test alone: the test runner would report the error as a failure.
+    await hearingUncaught(async (uncaught) => {
       onAbort(controller.signal, () => {
         throw new Error('listener failed')
       })
       onAbort(controller.signal, () => calls.push('next'))
       controller.abort()
       expect(calls).toEqual(['next'])
-      expect(String(await thrown)).toContain('listener failed')
-    } finally {
-      process.off('uncaughtException', onError)
-      for (const runner of runners) process.on('uncaughtException', runner)
-    }
+      expect(String(await uncaught.next())).toContain('listener failed')
+    })
   })
 
   it('on a signal that has aborted, nothing is called', () => {

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { type DeadlineItem, DeadlineQueue } from '../../src/util/deadline-queue.js'
+import { hearingUncaught } from '../harness/uncaught.js'
 
 class Item implements DeadlineItem {
   deadlineQueue: object | undefined
@@ -112,10 +113,8 @@ describe('DeadlineQueue', () => {
   })
 
   it('a listener that throws does not keep the other items from being told; its error is thrown alone', async () => {
-    const thrown: unknown[] = []
-    const onError = (error: unknown) => thrown.push(error)
-    process.on('uncaughtException', onError)
-    try {
+    // Heard by the test alone: the test runner would report the error as a failure.
+    await hearingUncaught(async (uncaught) => {
       const told: string[] = []
       let done: () => void = () => {}
       const all = new Promise<void>((resolve) => {
@@ -130,11 +129,10 @@ describe('DeadlineQueue', () => {
       queue.add(new Item('a', now))
       queue.add(new Item('b', now))
       await all
+      expect(await uncaught.next()).toEqual(new Error('listener bug'))
       await new Promise((resolve) => setImmediate(resolve))
       expect(told).toEqual(['a', 'b'])
-      expect(thrown).toEqual([new Error('listener bug')])
-    } finally {
-      process.off('uncaughtException', onError)
-    }
+      expect(uncaught.all).toEqual([new Error('listener bug')])
+    })
   })
 })
