@@ -9,6 +9,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import type { Etcd3 } from 'etcd3'
 import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
+import { type CpuSpent, cpuMeter } from './cpu-meter.js'
 import { Etcd3Locker } from './package.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
@@ -40,26 +41,6 @@ async function putsOnALease(ctx: BenchContext, etcd: Etcd3, count: number): Prom
     etcd.put(`${ctx.prefix}-floor/${i}`).value('').lease(ID).exec(),
   )
   return (performance.now() - started) / 1e3
-}
-
-/** CPU seconds spent by this process (every thread: JavaScript, GC, gRPC) and by etcd. */
-interface CpuSpent {
-  client: number
-  etcd: number
-}
-
-/**
- * Where a phase's time goes on this machine: the CPU this process and etcd spent in it. Their sum
- * over the cores is how long the phase must take here, however its work is overlapped.
- */
-async function cpuMeter(ctx: BenchContext): Promise<() => Promise<CpuSpent>> {
-  const etcdCpu = () => etcdMetricSum(ctx.hosts, 'process_cpu_seconds_total')
-  const etcdBefore = await etcdCpu()
-  const clientBefore = process.cpuUsage()
-  return async () => {
-    const { user, system } = process.cpuUsage(clientBefore)
-    return { client: (user + system) / 1e6, etcd: (await etcdCpu()) - etcdBefore }
-  }
 }
 
 async function inBatches(count: number, size: number, op: (i: number) => Promise<unknown>) {
