@@ -8,6 +8,7 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { MAX_RETAINED_LOCKS } from '../src/lock/retention.js'
 import { etcdMetricSum } from '../test/harness/etcd-metrics.js'
+import { cpuMeter } from './cpu-meter.js'
 import { Etcd3Locker } from './package.js'
 import { type BenchContext, client, type Result } from './scenarios.js'
 import { round } from './stats.js'
@@ -114,6 +115,13 @@ async function runSoak(
   let worstCached = 0
   let next = 0
   const checkpoint = Math.max(1, Math.floor(cycles / 10))
+  const etcdCounts = () =>
+    Promise.all([
+      etcdMetricSum(ctx.hosts, 'grpc_server_handled_total'),
+      etcdMetricSum(ctx.hosts, 'etcd_server_proposals_committed_total'),
+    ])
+  const [callsBefore, proposalsBefore] = await etcdCounts()
+  const meter = await cpuMeter(ctx)
   const started = performance.now()
   const worker = async (w: number) => {
     while (next < cycles) {
@@ -135,6 +143,8 @@ async function runSoak(
     Promise.all(Array.from({ length: CONCURRENT }, (_, w) => worker(w))),
   )
   const seconds = (performance.now() - started) / 1e3
+  const cpu = await meter()
+  const [callsAfter, proposalsAfter] = await etcdCounts()
   heaps.push(heapAfterGc())
 
   // Idle: kept locks and cached keys go by themselves.
@@ -155,6 +165,33 @@ async function runSoak(
       name: 'lock cycles (with a cached get) per second',
       unit: 'ops/s',
       value: round(cycles / seconds, 0),
+    },
+    // Where a slower soak's time went: what a cycle asked of etcd, as etcd counts it, and the
+    // CPU it cost this process (the bench's forced GCs at each tenth included, the same in
+    // every soak) and etcd.
+    {
+      scenario: S,
+      name: "etcd calls per cycle (etcd's grpc_server_handled_total)",
+      unit: 'ratio',
+      value: round((callsAfter - callsBefore) / cycles, 3),
+    },
+    {
+      scenario: S,
+      name: 'raft proposals per cycle',
+      unit: 'ratio',
+      value: round((proposalsAfter - proposalsBefore) / cycles, 3),
+    },
+    {
+      scenario: S,
+      name: 'CPU of this process per cycle',
+      unit: 'µs',
+      value: round((cpu.client / cycles) * 1e6, 1),
+    },
+    {
+      scenario: S,
+      name: 'CPU of etcd per cycle',
+      unit: 'µs',
+      value: round((cpu.etcd / cycles) * 1e6, 1),
     },
     {
       scenario: S,
