@@ -77,22 +77,28 @@ export async function soakAfterScale(ctx: BenchContext): Promise<Result[]> {
 }
 
 /**
- * Runs `soak` while sampling etcd's slow-watcher gauge every 500 ms; returns the most seen at
- * once. Both soaks sample, so that the scrapes (etcd renders its whole /metrics each time) cost
- * the one what they cost the other.
+ * Runs `soak` while sampling etcd's slow-watcher gauge every 500 ms; returns what `soak` gave
+ * and the most slow watchers seen at once. Both soaks sample, so that the scrapes (etcd renders
+ * its whole /metrics each time) cost the one what they cost the other. The sampler's last wait
+ * is cut short when `soak` ends: the caller times `soak` itself.
  */
 async function sampleSlowWatchers<T>(ctx: BenchContext, soak: Promise<T>): Promise<[T, number]> {
   let slowest = 0
   let sampling = true
+  let wake = () => {}
   const sampler = (async () => {
     while (sampling) {
       const slow = await etcdMetricSum(ctx.hosts, 'etcd_debugging_mvcc_slow_watcher_total')
       slowest = Math.max(slowest, slow)
-      await new Promise((resolve) => setTimeout(resolve, 500))
+      await new Promise<void>((resolve) => {
+        wake = resolve
+        setTimeout(resolve, 500)
+      })
     }
   })()
   const done = await soak.finally(() => {
     sampling = false
+    wake()
   })
   await sampler
   return [done, slowest]
@@ -138,12 +144,16 @@ async function runSoak(
       if (n % checkpoint === 0 && n >= checkpoint) heaps.push(heapAfterGc())
     }
   }
-  const [, slowest] = await sampleSlowWatchers(
-    ctx,
-    Promise.all(Array.from({ length: CONCURRENT }, (_, w) => worker(w))),
-  )
-  const seconds = (performance.now() - started) / 1e3
-  const cpu = await meter()
+  // Timed, and its CPU read, as the last worker ends (the sampler's last scrape not counted).
+  const cycled = Promise.all(Array.from({ length: CONCURRENT }, (_, w) => worker(w))).then(() => {
+    const seconds = (performance.now() - started) / 1e3
+    const cpu = meter() // this process's CPU read now, etcd's asked for now
+    cpu.catch(() => {}) // awaited below, after the sampler: no unhandled rejection meanwhile
+    return { seconds, cpu }
+  })
+  const [ended, slowest] = await sampleSlowWatchers(ctx, cycled)
+  const { seconds } = ended
+  const cpu = await ended.cpu
   const [callsAfter, proposalsAfter] = await etcdCounts()
   heaps.push(heapAfterGc())
 
@@ -167,8 +177,8 @@ async function runSoak(
       value: round(cycles / seconds, 0),
     },
     // Where a slower soak's time went: what a cycle asked of etcd, as etcd counts it, and the
-    // CPU it cost this process (the bench's forced GCs at each tenth included, the same in
-    // every soak) and etcd.
+    // CPU it cost this process (the bench's forced GCs at each tenth included, whose cost
+    // follows the heap) and etcd.
     {
       scenario: S,
       name: "etcd calls per cycle (etcd's grpc_server_handled_total)",

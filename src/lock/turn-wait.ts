@@ -177,19 +177,23 @@ export class TurnWait implements WatchListener, WatchRange, AbortHandler {
   }
 
   private succeed(outcome: 'first' | 'look-again'): void {
-    if (this.end()) this.listener.turnCame(outcome)
+    // The watch's cancel after the caller's step: a request that now holds writes nothing.
+    if (this.end(true)) this.listener.turnCame(outcome)
   }
 
   private fail(error: unknown): void {
     if (this.end()) this.listener.turnFailed(error)
   }
 
-  /** Ends the wait (its watch cancelled); `false` when it had ended already. */
-  private end(): boolean {
+  /**
+   * Ends the wait (its watch cancelled, at the end of this turn when `afterTurn`); `false` when
+   * it had ended already.
+   */
+  private end(afterTurn = false): boolean {
     if (this.done) return false
     this.done = true
     stopListeningForAbort(this.signal, this)
-    void this.watch?.cancel()
+    void this.watch?.cancel(afterTurn)
     return true
   }
 }

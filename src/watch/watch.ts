@@ -94,7 +94,7 @@ export class Watch {
     readonly id: number,
     readonly range: WatchRange,
     readonly listener: WatchListener,
-    private readonly hub: { cancel(watch: Watch): Promise<void> },
+    private readonly hub: { cancel(watch: Watch, afterTurn: boolean): Promise<void> },
   ) {
     this.next = range.from
     this.wantsConfirmation = range.confirm === true
@@ -113,8 +113,12 @@ export class Watch {
   /**
    * Stops the watch: nothing is told after this. Resolves once etcd confirmed the cancel (or
    * the stream is gone): an event after that reaches nobody. Idempotent.
+   *
+   * `afterTurn`: the cancel goes out at the end of this turn of the event loop, after what the
+   * owner does next (a waiter that now holds resolves its `lock()` first). Only for an owner
+   * whose next step writes nothing the watch covers: etcd would still send that write to it.
    */
-  cancel(): Promise<void> {
-    return this.hub.cancel(this)
+  cancel(afterTurn = false): Promise<void> {
+    return this.hub.cancel(this, afterTurn)
   }
 }
