@@ -147,13 +147,9 @@ async function runSoak(
   // Timed, and its CPU read, as the last worker ends (the sampler's last scrape not counted).
   const cycled = Promise.all(Array.from({ length: CONCURRENT }, (_, w) => worker(w))).then(() => {
     const seconds = (performance.now() - started) / 1e3
-    const cpu = meter() // this process's CPU read now, etcd's asked for now
-    cpu.catch(() => {}) // awaited below, after the sampler: no unhandled rejection meanwhile
-    return { seconds, cpu }
+    return meter().then((cpu) => ({ seconds, cpu }))
   })
-  const [ended, slowest] = await sampleSlowWatchers(ctx, cycled)
-  const { seconds } = ended
-  const cpu = await ended.cpu
+  const [{ seconds, cpu }, slowest] = await sampleSlowWatchers(ctx, cycled)
   const [callsAfter, proposalsAfter] = await etcdCounts()
   heaps.push(heapAfterGc())
 

@@ -114,7 +114,6 @@ export class WatchHub {
   private resuming = false
   /** Cancels made in this turn, sent at its end (see {@link sendAtTurnEnd}). */
   private cancelsDue: Watch[] = []
-  private cancelsScheduled = false
   /** Which stream this is (counted on each open): answers about an older one are ignored. */
   private generation = 0
   /** The etcd member serving this stream (from its answers' headers), once one came. */
@@ -205,11 +204,9 @@ export class WatchHub {
    */
   private sendAtTurnEnd(watch: Watch): void {
     this.cancelsDue.push(watch)
-    if (this.cancelsScheduled) return
-    this.cancelsScheduled = true
+    if (this.cancelsDue.length > 1) return // the first one's turn end sends it too
     setImmediate(() =>
       this.guarded(() => {
-        this.cancelsScheduled = false
         const due = this.cancelsDue
         this.cancelsDue = []
         // Ended meanwhile (a broken stream ends a cancelling watch): nothing to send.
