@@ -20,6 +20,7 @@ import {
   type ResolvedLockerOptions,
   resolveLockerOptions,
 } from './options.js'
+import { assertEtcdClient } from './session/client-check.js'
 import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
 import { settledWithin } from './util/abort.js'
 import { DeadlineQueue } from './util/deadline-queue.js'
@@ -91,14 +92,15 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
   /**
    * @param client An `Etcd3` client (or a `Namespace` of one). It is not closed by the locker.
    * @param options See {@link LockerOptions}.
-   * @throws TypeError or RangeError naming a bad option.
+   * @throws TypeError when `client` is not an `etcd3` client, TypeError or RangeError naming a
+   *   bad option.
    */
   constructor(
     private readonly client: Namespace,
     options?: LockerOptions,
   ) {
     super()
-    assertClient(client)
+    assertEtcdClient(client, 'Etcd3Locker')
     this.optionsInForce = Object.freeze(resolveLockerOptions(options))
     warnIfDefaultFaultHandling(client)
     warnIfMarginBelowDrain(this.optionsInForce)
@@ -380,17 +382,4 @@ function warnIfDefaultFaultHandling(client: Namespace): void {
     "Etcd3Locker: this etcd client keeps the etcd3 package's default fault handling, which refuses every etcd member for 5 s after 3 failures, so locks fail for seconds after each leader election. Create the client with createEtcdClient({ hosts }) from tus-etcd3-locker (or pass faultHandling: lockFriendlyFaultHandling()).",
     { code: 'TUS_ETCD3_LOCKER_DEFAULT_FAULT_HANDLING' },
   )
-}
-
-function assertClient(client: unknown): asserts client is Namespace {
-  if (
-    typeof client !== 'object' ||
-    client === null ||
-    typeof (client as Partial<Namespace>).watch !== 'function' ||
-    typeof (client as Partial<Namespace>).leaseClient !== 'object'
-  ) {
-    throw new TypeError(
-      'Etcd3Locker needs an Etcd3 client from the etcd3 package as its first argument',
-    )
-  }
 }

@@ -1,6 +1,11 @@
 import { Etcd3 } from 'etcd3'
 import { afterAll, describe, expect, it } from 'vitest'
-import { defaultLockerOptions, Etcd3Locker, SessionUnavailableError } from '../src/index.js'
+import {
+  defaultLockerOptions,
+  Etcd3KvStore,
+  Etcd3Locker,
+  SessionUnavailableError,
+} from '../src/index.js'
 import { escapeId, normalizePrefix } from '../src/keys.js'
 import { freePort, keysUnder, newClient, newLocker, uniquePrefix, within } from './harness/index.js'
 
@@ -86,6 +91,17 @@ describe('bad input', () => {
 
   it('a missing client is refused', () => {
     expect(() => new Etcd3Locker(undefined as never)).toThrow(TypeError)
+  })
+
+  it.each([
+    { given: 'nothing', value: undefined },
+    { given: 'null', value: null },
+    { given: 'a host string', value: '127.0.0.1:2379' },
+  ])('Etcd3KvStore given $given for its client says it needs one', ({ value }) => {
+    expect(() => new Etcd3KvStore(value as never)).toThrow(TypeError)
+    expect(() => new Etcd3KvStore(value as never)).toThrow(
+      /^Etcd3KvStore needs an Etcd3 client from the etcd3 package as its first argument \(createEtcdClient\(\{ hosts \}\)\), got /,
+    )
   })
 
   it('defaults are documented values', () => {

@@ -2,6 +2,7 @@ import type { KvStore, Upload } from '@tus/utils'
 import type { Namespace } from 'etcd3'
 import { checkKvKey, describe, kvValuePrefix } from '../keys.js'
 import { checkOptionsObject, milliseconds, resolveLockerOptions, wholeNumber } from '../options.js'
+import { assertEtcdClient } from '../session/client-check.js'
 import { accessError, callOptions } from '../session/etcd-calls.js'
 import { endpointsOf, SessionKeeper } from '../session/session-keeper.js'
 import { KeyedSerial } from '../util/keyed-serial.js'
@@ -53,7 +54,8 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
    * @param options `prefix` (default `/tusd`), `ttl`, `grantTimeout`, `safetyMargin` as for
    *   `Etcd3Locker`; `leasing`, `revokeBackoff`, `cacheSize` and `cacheIdle` (see
    *   {@link KvStoreOptions}).
-   * @throws TypeError or RangeError naming a bad option.
+   * @throws TypeError when `client` is not an `etcd3` client, TypeError or RangeError naming a
+   *   bad option.
    */
   constructor(client: Namespace, options?: KvStoreOptions)
   /** @internal On the session, prefix and locks of `locker.kvStore()`. */
@@ -63,6 +65,7 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     options: KvStoreOptions = {},
     shared?: SharedSession,
   ) {
+    assertEtcdClient(client, 'Etcd3KvStore')
     const given: KvStoreOptions = checkOptionsObject(options, KV_STORE)
     const {
       leasing = KV_STORE_DEFAULTS.leasing,

@@ -90,11 +90,17 @@ function callerInterceptors(options: IOptions): Interceptor[] | undefined {
  *
  * `hosts` may also be one comma-separated string (`'a:2379,b:2379'`, as `ETCD_ENDPOINTS` is
  * usually set): it is split, every endpoint trimmed and empty ones dropped. No endpoint left is a
- * `RangeError`, a `hosts` that is neither a string nor an array of strings a `TypeError`.
+ * `RangeError`; a `hosts` that is neither a string nor an array of strings, or options that are
+ * not an object, a `TypeError`.
  *
  * @example `const client = createEtcdClient({ hosts: process.env.ETCD_ENDPOINTS ?? '127.0.0.1:2379' })`
  */
 export function createEtcdClient(options: IOptions): Etcd3 {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(
+      `createEtcdClient needs its options as an object with hosts: createEtcdClient({ hosts: '127.0.0.1:2379' }), got ${describe(options)}`,
+    )
+  }
   return new Etcd3({
     ...options,
     hosts: endpointList(options.hosts),

@@ -72,6 +72,17 @@ describe('createEtcdClient hosts', () => {
   })
 
   it.each([
+    { form: 'no options', options: undefined },
+    { form: 'null', options: null },
+    { form: 'a host string', options: '127.0.0.1:2379' },
+  ])('$form for its options is a TypeError asking for { hosts }', ({ options }) => {
+    expect(() => createEtcdClient(options as never)).toThrow(TypeError)
+    expect(() => createEtcdClient(options as never)).toThrow(
+      /^createEtcdClient needs its options as an object with hosts: createEtcdClient\(\{ hosts: '127\.0\.0\.1:2379' \}\), got /,
+    )
+  })
+
+  it.each([
     { form: 'a number', hosts: 2379 },
     { form: 'undefined', hosts: undefined },
     { form: 'an array with a number', hosts: ['127.0.0.1:2379', 2379] },
