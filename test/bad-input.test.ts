@@ -542,6 +542,8 @@ describe('endpoints that are garbage or unreachable', () => {
       const notReady = await locker.ready().catch((e: unknown) => e)
       expect(notReady).toBeInstanceOf(SessionUnavailableError)
       expect((notReady as LockerError).message).toMatch(grantFailure)
+      // gRPC's empty "Resolution note:" is not left dangling at the end.
+      expect((notReady as LockerError).message).not.toMatch(/note:$/)
       expect((notReady as LockerError).status_code).toBe(503)
       expect(Date.now() - started).toBeLessThan(grantTimeout + 2_000)
 
