@@ -4,7 +4,8 @@
  * repository's own tsconfig maps it; test/package.test.ts checks the packed tarball's types).
  * Fragments are marked in the document and listed here with their reasons. The README's Usage
  * also runs, against three etcd members named in ETCD_ENDPOINTS: a tus upload through it, then
- * SIGTERM, and nothing of it is left in etcd.
+ * SIGTERM, and nothing of it is left in etcd. Operations' `set-record.mjs` runs too, as the
+ * plain JavaScript module the page says it is.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -14,6 +15,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Etcd3KvStore } from '../src/index.js'
 import { type DocSnippet, documents, snippetsOf } from './harness/doc-snippets.js'
 import { type EtcdCluster, freePort, startEtcd } from './harness/etcd.js'
 import { keysUnder, newClient, within } from './harness/index.js'
@@ -141,6 +143,42 @@ describe("the README's Usage, run against three etcd members", () => {
     } finally {
       if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL')
     }
+  }, 60_000)
+})
+
+describe("operations' one-off script that writes a record, run with node as the page says", () => {
+  let cluster: EtcdCluster
+  beforeAll(async () => {
+    cluster = await startEtcd(1)
+  }, 60_000)
+  afterAll(() => cluster?.stop())
+
+  it('saved as set-record.mjs, it writes the record through a store', async () => {
+    const [snippet] = snippets.filter(
+      (s) => s.file === 'docs/operations.md' && s.code.includes('set-record.mjs'),
+    )
+    if (!snippet) throw new Error('no set-record.mjs block in docs/operations.md')
+    // The page calls it an ES module: plain JavaScript, run by node, not TypeScript.
+    const script = join(dir, 'set-record.mjs')
+    await writeFile(script, `${snippet.code}\n`)
+    const env = {
+      ...process.env,
+      ETCD_ENDPOINTS: cluster.endpoints.join(','),
+      TSX_TSCONFIG_PATH: join(dir, 'tsconfig.json'),
+    }
+    // tsx only maps 'tus-etcd3-locker' to src/ here; it compiles no TypeScript of the script's.
+    await within(
+      run(process.execPath, ['--import', 'tsx', script, 'upload-1', '{"size":11}'], {
+        cwd: dir,
+        env,
+      }),
+      30_000,
+      'set-record.mjs',
+    )
+    const client = newClient(cluster.endpoints)
+    const store = new Etcd3KvStore<unknown>(client, { prefix: '/tusd', leasing: false })
+    expect(await store.get('upload-1')).toEqual({ size: 11 })
+    await store.close()
   }, 60_000)
 })
 
