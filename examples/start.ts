@@ -66,14 +66,20 @@ Ctrl-C stops everything, revokes the lock sessions and stops the local etcd.
 `)
 
 let stopping = false
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return
-    stopping = true
-    console.log(`\n${signal}: stopping the instances (each revokes its etcd session)...`)
-    deployment
-      .close()
-      .catch((error: unknown) => console.error(error))
-      .finally(() => stopEtcd().finally(() => process.exit(0)))
-  })
+function stop(why: string): void {
+  if (stopping) return
+  stopping = true
+  console.log(`\n${why}: stopping the instances (each revokes its etcd session)...`)
+  deployment
+    .close()
+    .catch((error: unknown) => console.error(error))
+    .finally(() => stopEtcd().finally(() => process.exit(0)))
 }
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal))
+// A SIGTERM sent to npm alone (a supervisor, `kill <npm's pid>`) ends npm and its shell but does
+// not reach this process: left running, it would keep etcd, the instances and the port. Its parent
+// going is the only sign of that.
+const parent = process.ppid
+setInterval(() => {
+  if (process.ppid !== parent) stop('the parent process (npm) exited')
+}, 250).unref()

@@ -12,7 +12,7 @@ if (!file) {
   console.error('usage: npm run upload -- <file> [endpoint]')
   process.exit(2)
 }
-const size = statSync(file).size
+const size = fileSize(file)
 const upload = new Upload(createReadStream(file), {
   endpoint,
   uploadSize: size,
@@ -27,3 +27,19 @@ const upload = new Upload(createReadStream(file), {
   onSuccess: () => console.log(`\nuploaded: ${upload.url}`),
 })
 upload.start()
+
+/** The size of `path`, or exit 2 with one line saying why it cannot be uploaded. */
+function fileSize(path: string): number {
+  let why: string
+  try {
+    const stats = statSync(path)
+    if (stats.isFile()) return stats.size
+    why = 'not a file'
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    why =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(error)
+  }
+  console.error(`upload: cannot upload ${path}: ${why}`)
+  process.exit(2)
+}

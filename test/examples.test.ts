@@ -1,8 +1,13 @@
 /** The copy-paste examples run with the one command at their top, and do what they say. */
+import { execFile } from 'node:child_process'
+import { readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
+
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout } from 'node:timers/promises'
+import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { startTusInstance } from '../examples/node-http.js'
 import { startRoundRobin } from '../examples/round-robin-proxy.js'
@@ -18,6 +23,7 @@ import {
 } from './harness/index.js'
 
 const TUS = { 'Tus-Resumable': '1.0.0' }
+const run = promisify(execFile)
 
 async function runExample(file: string, env: Record<string, string>) {
   const directory = await mkdtemp(join(tmpdir(), 'tus-etcd3-locker-example-'))
@@ -100,6 +106,25 @@ describe('examples/round-robin-proxy.ts', () => {
   })
 })
 
+describe('npm run upload (examples/upload.ts)', () => {
+  it.each([
+    { given: 'a file that does not exist', path: '/nonexistent/video.mp4', why: 'no such file' },
+    { given: 'a directory', path: tmpdir(), why: 'not a file' },
+  ])('$given: one line saying so, exit 2, no stack trace', async ({ path, why }) => {
+    const failed = await run(process.execPath, [
+      '--import',
+      'tsx',
+      'examples/upload.ts',
+      path,
+    ]).then(
+      () => undefined,
+      (error: { code?: number; stderr?: string }) => error,
+    )
+    expect(failed?.code).toBe(2)
+    expect(failed?.stderr?.trim()).toBe(`upload: cannot upload ${path}: ${why}`)
+  })
+})
+
 describe('npm start (examples/start.ts)', () => {
   it('brings up etcd, two instances and the proxy; the page answers; Ctrl-C stops everything', {
     timeout: 90_000,
@@ -135,6 +160,39 @@ describe('npm start (examples/start.ts)', () => {
     expect(start.process.exitCode).toBe(0)
     expect(start.lines().filter((l) => l.includes('revoked (shutdown)'))).toHaveLength(2)
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow() // instances are gone
+  })
+
+  it('SIGTERM to the npm process alone (as a supervisor sends it) stops everything it started', {
+    timeout: 90_000,
+  }, async () => {
+    const directory = await startDirectory()
+    const port = await freePort()
+    const npm = runProcess('npm', ['start', '--silent'], {
+      ETCD_ENDPOINTS: undefined,
+      PORT: String(port),
+      FILES_DIR: directory,
+    })
+    deferCleanup(() => npm.kill('SIGKILL'))
+    await within(
+      npm.waitForLine((line) => line.startsWith('Ctrl-C stops everything')),
+      60_000,
+      'npm start is up',
+    )
+    // npm's shell, the deployment, its etcd and both instances (these in groups of their own).
+    const started = descendantsOf(npm.process.pid ?? 0)
+    expect(started.length).toBeGreaterThanOrEqual(4)
+    deferCleanup(() => {
+      for (const pid of started) if (alive(pid)) process.kill(pid, 'SIGKILL')
+    })
+
+    await npm.kill('SIGTERM')
+    const deadline = Date.now() + 20_000
+    while (started.some(alive) && Date.now() < deadline) await setTimeout(100)
+    expect(started.filter(alive), 'processes left running after npm exited').toEqual([])
+    // As on Ctrl-C: each instance revoked its session.
+    expect(npm.lines().filter((l) => l.includes('revoked (shutdown)'))).toHaveLength(2)
+    // A second npm start could listen on the port again.
+    await expect(fetch(`http://127.0.0.1:${port}/`)).rejects.toThrow()
   })
 
   it('keeps the uploads across a restart (etcd data beside the files) and starts a killed instance again', {
@@ -225,4 +283,37 @@ async function startDirectory(): Promise<string> {
     await rm(`${directory}-etcd`, { recursive: true, force: true })
   })
   return directory
+}
+
+/** Every process below `root` now, from /proc (Linux). */
+function descendantsOf(root: number): number[] {
+  const parentOf = new Map<number, number>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const found: number[] = []
+  let frontier = [root]
+  while (frontier.length > 0) {
+    const next = [...parentOf].filter(([, ppid]) => frontier.includes(ppid)).map(([pid]) => pid)
+    found.push(...next)
+    frontier = next
+  }
+  return found
+}
+
+/** Whether `pid` is a process that has not exited (a zombie counts as exited). */
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
+  } catch {
+    return false
+  }
 }
