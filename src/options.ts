@@ -16,8 +16,9 @@ export interface LockerOptions {
    */
   prefix?: string
   /**
-   * How long `lock()` waits, in ms (default 30 000, as `MemoryLocker`), before it rejects with
-   * `ERRORS.ERR_LOCK_TIMEOUT`.
+   * How long `lock()` waits, in ms (default 30 000, as `MemoryLocker`), before it rejects: with a
+   * `LockTimeoutError` naming what it waited for in etcd (the queue entry ahead, or etcd itself),
+   * or with `ERRORS.ERR_LOCK_TIMEOUT` (as `MemoryLocker`) behind another request of this process.
    */
   acquireLockTimeout?: number
   /** How long to wait for etcd to grant the session, in ms (default 1 500, as tusd's locker). */

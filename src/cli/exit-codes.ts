@@ -1,6 +1,6 @@
 /**
  * Exit codes of the `tus-etcd3-locker` command, and the error that carries one. Scripts branch
- * on these, so they are part of the CLI's contract (documented in the README).
+ * on these, so they are part of the CLI's contract (documented in docs/operations.md).
  */
 
 /** What the process exits with. */
