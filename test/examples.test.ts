@@ -1,6 +1,5 @@
 /** The copy-paste examples run with the one command at their top, and do what they say. */
-import { execFile } from 'node:child_process'
-import { readdirSync, readFileSync } from 'node:fs'
+import { execFile, execFileSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 
 import { request } from 'node:http'
@@ -187,7 +186,7 @@ describe('npm start (examples/start.ts)', () => {
 
     await npm.kill('SIGTERM')
     const deadline = Date.now() + 20_000
-    while (started.some(alive) && Date.now() < deadline) await setTimeout(100)
+    while (started.some(alive) && Date.now() < deadline) await setTimeout(200)
     expect(started.filter(alive), 'processes left running after npm exited').toEqual([])
     // As on Ctrl-C: each instance revoked its session.
     expect(npm.lines().filter((l) => l.includes('revoked (shutdown)'))).toHaveLength(2)
@@ -285,23 +284,26 @@ async function startDirectory(): Promise<string> {
   return directory
 }
 
-/** Every process below `root` now, from /proc (Linux). */
+/** Every process now: pid, parent and whether it has exited (a zombie), from `ps`. */
+function processTable(): Array<{ pid: number; ppid: number; exited: boolean }> {
+  return execFileSync('ps', ['-A', '-o', 'pid=,ppid=,stat='], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((row) => row.trim().split(/\s+/))
+    .map(([pid, ppid, stat]) => ({
+      pid: Number(pid),
+      ppid: Number(ppid),
+      exited: stat?.startsWith('Z') ?? false,
+    }))
+}
+
+/** Every process below `root` now. */
 function descendantsOf(root: number): number[] {
-  const parentOf = new Map<number, number>()
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'.
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      parentOf.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]))
-    } catch {
-      // exited meanwhile
-    }
-  }
+  const table = processTable()
   const found: number[] = []
   let frontier = [root]
   while (frontier.length > 0) {
-    const next = [...parentOf].filter(([, ppid]) => frontier.includes(ppid)).map(([pid]) => pid)
+    const next = table.filter((p) => frontier.includes(p.ppid)).map((p) => p.pid)
     found.push(...next)
     frontier = next
   }
@@ -310,10 +312,5 @@ function descendantsOf(root: number): number[] {
 
 /** Whether `pid` is a process that has not exited (a zombie counts as exited). */
 function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z'
-  } catch {
-    return false
-  }
+  return processTable().some((p) => p.pid === pid && !p.exited)
 }
