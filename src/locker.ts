@@ -5,7 +5,7 @@ import { LockerError } from './errors.js'
 import type { LockerEvents } from './events.js'
 import { lockQueuePrefix } from './keys.js'
 import type { Fence } from './kv/fenced-writer.js'
-import { KV_STORE_DEFAULTS, type KvStoreOptions } from './kv/kv-options.js'
+import { KV_STORE_DEFAULTS, type KvStoreOptions, LOCKER_KV_STORE } from './kv/kv-options.js'
 import { Etcd3KvStore } from './kv/kv-store.js'
 import { IsolatedListeners } from './listener-errors.js'
 import { LocalQueue } from './lock/local-queue.js'
@@ -27,11 +27,6 @@ import { DeadlineQueue } from './util/deadline-queue.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
 import { log } from './util/log.js'
 import { type WatchCounters, type WatchHub, watchHubOf } from './watch/hub.js'
-
-const KV_STORE_CALL: OptionsOwner = {
-  name: 'locker.kvStore()',
-  known: ['leasing', 'revokeBackoff', 'cacheSize', 'cacheIdle'],
-}
 
 /** How long {@link Etcd3Locker.health} waits for etcd's answer, in ms. */
 export const HEALTH_TIMEOUT_MS = 1_000
@@ -173,7 +168,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
     // The prefix and session are the locker's: refuse them here rather than ignore them.
     const { leasing, revokeBackoff, cacheSize, cacheIdle }: KvStoreOptions = checkOptionsObject(
       options,
-      KV_STORE_CALL,
+      LOCKER_KV_STORE,
     )
     // Defaults first: kvStore() and kvStore({ leasing: true }) must share one cache.
     const d = KV_STORE_DEFAULTS

@@ -503,7 +503,13 @@ describe('options refused at construction (see also isolation-and-input)', () =>
       rule: 'leasing 1',
       options: { leasing: 1 },
       kind: TypeError,
-      message: /"leasing" must be a boolean, got number 1/,
+      message: /^locker\.kvStore\(\) option "leasing" must be a boolean, got number 1$/,
+    },
+    {
+      rule: 'cacheSize 0',
+      options: { cacheSize: 0 },
+      kind: RangeError,
+      message: /^locker\.kvStore\(\) option "cacheSize" must be a whole number/,
     },
     {
       rule: 'options null',

@@ -40,6 +40,12 @@ export interface KvStoreOptions
   cacheIdle?: number
 }
 
+/** @internal Who `locker.kvStore()`'s option errors name, and the options it takes. */
+export const LOCKER_KV_STORE: OptionsOwner = {
+  name: 'locker.kvStore()',
+  known: ['leasing', 'revokeBackoff', 'cacheSize', 'cacheIdle'],
+}
+
 /** @internal Who `Etcd3KvStore`'s option errors name, and the options it knows. */
 export const KV_STORE: OptionsOwner = {
   name: 'Etcd3KvStore',

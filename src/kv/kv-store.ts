@@ -8,7 +8,13 @@ import { endpointsOf, SessionKeeper } from '../session/session-keeper.js'
 import { KeyedSerial } from '../util/keyed-serial.js'
 import { MAX_TIMER_MS } from '../util/timers.js'
 import { type Fence, FencedWriter } from './fenced-writer.js'
-import { KV_STORE, KV_STORE_DEFAULTS, type KvStoreOptions, MAX_CACHE_SIZE } from './kv-options.js'
+import {
+  KV_STORE,
+  KV_STORE_DEFAULTS,
+  type KvStoreOptions,
+  LOCKER_KV_STORE,
+  MAX_CACHE_SIZE,
+} from './kv-options.js'
 import { parse, serialize, unreachable } from './kv-values.js'
 import { LeasingCache, type LeasingCounters } from './leasing-cache.js'
 
@@ -66,7 +72,9 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     shared?: SharedSession,
   ) {
     assertEtcdClient(client, 'Etcd3KvStore')
-    const given: KvStoreOptions = checkOptionsObject(options, KV_STORE)
+    // Made by locker.kvStore(), whose caller's options errors name.
+    const owner = shared === undefined ? KV_STORE : LOCKER_KV_STORE
+    const given: KvStoreOptions = checkOptionsObject(options, owner)
     const {
       leasing = KV_STORE_DEFAULTS.leasing,
       revokeBackoff = KV_STORE_DEFAULTS.revokeBackoff,
@@ -76,21 +84,21 @@ export class Etcd3KvStore<T = Upload> implements KvStore<T> {
     } = given
     if (typeof leasing !== 'boolean') {
       throw new TypeError(
-        `Etcd3KvStore option "leasing" must be a boolean, got ${describe(leasing)}`,
+        `${owner.name} option "leasing" must be a boolean, got ${describe(leasing)}`,
       )
     }
     if (typeof revokeBackoff !== 'number') {
       throw new TypeError(
-        `Etcd3KvStore option "revokeBackoff" must be a number, got ${describe(revokeBackoff)}`,
+        `${owner.name} option "revokeBackoff" must be a number, got ${describe(revokeBackoff)}`,
       )
     }
     if (!(revokeBackoff >= 0) || revokeBackoff > MAX_TIMER_MS) {
       throw new RangeError(
-        `Etcd3KvStore option "revokeBackoff" must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${revokeBackoff}`,
+        `${owner.name} option "revokeBackoff" must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, got ${revokeBackoff}`,
       )
     }
-    wholeNumber(KV_STORE, 'cacheSize', cacheSize, 1, MAX_CACHE_SIZE, 'keys')
-    milliseconds(KV_STORE, 'cacheIdle', cacheIdle)
+    wholeNumber(owner, 'cacheSize', cacheSize, 1, MAX_CACHE_SIZE, 'keys')
+    milliseconds(owner, 'cacheIdle', cacheIdle)
     if (shared) {
       this.keeper = shared.keeper
       this.prefix = shared.prefix
