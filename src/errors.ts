@@ -6,6 +6,8 @@
  * {@link LockTimeoutError}, which says what it waited for.
  */
 
+import { etcdErrorText } from './util/etcd-error-text.js'
+
 /** Base class: an error `@tus/server` can turn into an HTTP response. */
 export class LockerError extends Error {
   /** The HTTP status `@tus/server` answers with. */
@@ -86,13 +88,7 @@ const WE_REJECTED_PEER =
 
 /** The cause of a failed grant, with a hint when it is a TLS problem (gRPC's text alone is cryptic). */
 function describeCause(cause: unknown): string {
-  // gRPC's TLS messages span lines; one line reads better in logs and HTTP bodies.
-  // grpc-js ends an unreachable member's message with "Resolution note:" even when the note is
-  // empty.
-  const why = messageOf(cause)
-    .replace(/\s+/g, ' ')
-    .replace(/\.? ?Resolution note: ?$/, '')
-    .trim()
+  const why = etcdErrorText(cause)
   if (PEER_REJECTED_US.test(why)) {
     return `TLS handshake refused by etcd: it requires a client certificate signed by a CA it trusts (--trusted-ca-file); set credentials.privateKey and credentials.certChain of the etcd3 client (${why})`
   }

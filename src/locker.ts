@@ -24,6 +24,7 @@ import { assertEtcdClient } from './session/client-check.js'
 import { endpointsOf, SessionKeeper } from './session/session-keeper.js'
 import { settledWithin } from './util/abort.js'
 import { DeadlineQueue } from './util/deadline-queue.js'
+import { etcdErrorText } from './util/etcd-error-text.js'
 import { InFlightLimit } from './util/in-flight-limit.js'
 import { log } from './util/log.js'
 import { type WatchCounters, type WatchHub, watchHubOf } from './watch/hub.js'
@@ -223,7 +224,7 @@ export class Etcd3Locker extends EventEmitter<LockerEvents> implements Locker {
         .exec()
     } catch (error) {
       throw new LockerError(
-        `etcd at ${endpointsOf(this.client)} did not answer a read within ${HEALTH_TIMEOUT_MS} ms (${(error as Error).message})`,
+        `etcd at ${endpointsOf(this.client)} did not answer a read within ${HEALTH_TIMEOUT_MS} ms (${etcdErrorText(error)})`,
         503,
         { cause: error },
       )

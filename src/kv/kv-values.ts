@@ -7,6 +7,7 @@ import {
 } from 'etcd3'
 import { LockerError } from '../errors.js'
 import { describe, quote } from '../keys.js'
+import { etcdErrorText } from '../util/etcd-error-text.js'
 
 /**
  * Largest JSON value (1 MiB): with the longest key it still fits etcd's default 1.5 MiB request
@@ -54,7 +55,7 @@ export function unreachable(error: unknown, endpoints: string, key: string): unk
   if (!isConnectionFailure(error)) return error
   const what = key === '' ? 'list its keys' : `reach ${quote(key)}`
   return new LockerError(
-    `Etcd3KvStore could not ${what}: etcd at ${endpoints} did not answer (${(error as Error).message})`,
+    `Etcd3KvStore could not ${what}: etcd at ${endpoints} did not answer (${etcdErrorText(error)})`,
     503,
     { cause: error },
   )
