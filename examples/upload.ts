@@ -3,7 +3,7 @@
  *
  *   npm run upload -- <file> [endpoint, default http://127.0.0.1:1080/files]
  */
-import { createReadStream, statSync } from 'node:fs'
+import { accessSync, constants, createReadStream, statSync } from 'node:fs'
 import { basename } from 'node:path'
 import { Upload } from 'tus-js-client'
 
@@ -33,8 +33,11 @@ function fileSize(path: string): number {
   let why: string
   try {
     const stats = statSync(path)
-    if (stats.isFile()) return stats.size
-    why = 'not a file'
+    if (!stats.isFile()) why = 'not a file'
+    else {
+      accessSync(path, constants.R_OK)
+      return stats.size
+    }
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     why =

@@ -27,7 +27,7 @@ it('CHANGELOG.md: the title first, every entry under a section of a release', ()
       if (!SECTIONS.test(line)) misplaced.push(`${index + 1}: unknown section ${line}`)
       if (release === undefined) misplaced.push(`${index + 1}: section before any release`)
       section = line
-    } else if (line.startsWith('- ') && section === undefined) {
+    } else if (/^[-*+] /.test(line) && section === undefined) {
       misplaced.push(`${index + 1}: entry outside a section: ${line.slice(0, 60)}`)
     }
   })

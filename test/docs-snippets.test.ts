@@ -177,8 +177,11 @@ describe("operations' one-off script that writes a record, run with node as the 
     )
     const client = newClient(cluster.endpoints)
     const store = new Etcd3KvStore<unknown>(client, { prefix: '/tusd', leasing: false })
-    expect(await store.get('upload-1')).toEqual({ size: 11 })
-    await store.close()
+    try {
+      expect(await store.get('upload-1')).toEqual({ size: 11 })
+    } finally {
+      await store.close()
+    }
   }, 60_000)
 })
 
