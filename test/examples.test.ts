@@ -1,7 +1,6 @@
 /** The copy-paste examples run with the one command at their top, and do what they say. */
 import { execFile, execFileSync } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
-
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -206,11 +205,18 @@ describe('npm start (examples/start.ts)', () => {
 
       await npm.kill('SIGTERM')
       const deadline = Date.now() + 20_000
-      while (started.some(alive) && Date.now() < deadline) {
-        for (const pid of descendantsOf(started)) if (!started.includes(pid)) started.push(pid)
+      while (Date.now() < deadline) {
+        const table = processTable() // one `ps` a poll, for every pid
+        for (const pid of descendantsOf(started, table))
+          if (!started.includes(pid)) started.push(pid)
+        if (!started.some((pid) => alive(pid, table))) break
         await setTimeout(200)
       }
-      expect(started.filter(alive), 'processes left running after npm exited').toEqual([])
+      const left = processTable()
+      expect(
+        started.filter((pid) => alive(pid, left)),
+        'processes left running after npm exited',
+      ).toEqual([])
       // As on Ctrl-C: each instance revoked its session.
       if (revoked !== undefined) {
         expect(npm.lines().filter((l) => l.includes('revoked (shutdown)'))).toHaveLength(revoked)
@@ -339,9 +345,8 @@ function signalGroup(pgid: number, signal: NodeJS.Signals): void {
   }
 }
 
-/** Every process below `roots` now. */
-function descendantsOf(roots: number[]): number[] {
-  const table = processTable()
+/** Every process below `roots` in `table`. */
+function descendantsOf(roots: number[], table = processTable()): number[] {
   const found: number[] = []
   let frontier = roots
   while (frontier.length > 0) {
@@ -353,6 +358,6 @@ function descendantsOf(roots: number[]): number[] {
 }
 
 /** Whether `pid` is a process that has not exited (a zombie counts as exited). */
-function alive(pid: number): boolean {
-  return processTable().some((p) => p.pid === pid && !p.exited)
+function alive(pid: number, table = processTable()): boolean {
+  return table.some((p) => p.pid === pid && !p.exited)
 }
