@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout } from 'node:timers/promises'
 import { Etcd3 } from 'etcd3'
 import { type Browser, chromium } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -93,17 +94,25 @@ it('a 20 MB browser upload survives the death of the instance holding its lock',
   await page.waitForFunction(() => window.uploadState.percent >= 20, undefined, { timeout: 30_000 })
   const url = await page.evaluate(() => window.uploadState.url)
   const id = String(url).split('/').pop() ?? ''
-  // The PATCH in flight holds the lock: find its instance through etcd, and kill it.
-  let holder: string | undefined
-  for (let i = 0; i < 50 && holder === undefined; i++) holder = await holderOf(id)
-  expect(holder, 'a lock key while the PATCH runs').toBeDefined()
-  const sessions = await Promise.all(deployment.instances.map((i) => i.session()))
-  const victim = deployment.instances[sessions.indexOf(holder)]
-  expect(victim, `an instance with session ${holder} (have ${sessions})`).toBeDefined()
-  // The page names the same instance, with the command to kill it.
-  await page.waitForFunction((pid) => window.uploadState.holder?.pid === pid, victim?.pid, {
-    timeout: 5_000,
-  })
+  // The PATCH in flight holds the lock: find its instance through etcd, and kill it. The page
+  // names the same instance, with the command to kill it. The two agree once the PATCH holds:
+  // until then etcd's oldest entry can still be the key the POST's instance kept, given up as
+  // the PATCH's instance queues (the page's percent counts bytes the browser has buffered).
+  let seen = 'nothing yet'
+  let victim: (typeof deployment.instances)[number] | undefined
+  const deadline = Date.now() + 5_000
+  while (victim === undefined && Date.now() < deadline) {
+    const holder = await holderOf(id)
+    const sessions = await Promise.all(deployment.instances.map((i) => i.session()))
+    const inEtcd = deployment.instances[sessions.indexOf(holder)]
+    const shown = await page.evaluate(() => window.uploadState.holder?.pid)
+    if (inEtcd !== undefined && shown === inEtcd.pid) victim = inEtcd
+    else {
+      seen = `etcd's oldest entry ${holder} (sessions ${sessions}), the page's pid ${shown}`
+      await setTimeout(100)
+    }
+  }
+  expect(victim, `one holder in etcd and on the page within 5 s: ${seen}`).toBeDefined()
   expect(await page.locator('#holder').textContent()).toContain(`kill -9 ${victim?.pid}`)
   const percentAtKill = await page.evaluate(() => window.uploadState.percent)
   await victim?.kill('SIGKILL')
